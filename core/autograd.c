@@ -1,0 +1,226 @@
+/* autograd.c: the tape. Each op output that needs gradients owns a node naming its inputs;
+ * backward sorts the graph below the root, decides which tensors lie on a path to a wanted
+ * gradient, and runs each node's backward function once, newest first. */
+#include "internal.h"
+#include <stdlib.h>
+#include <string.h>
+
+static _Thread_local int grad_disabled;
+
+void lat_set_grad_enabled(int flag) { grad_disabled = !flag; }
+int lat_is_grad_enabled(void) { return !grad_disabled; }
+
+bool lat__needs_grad(int n, lat_tensor *const *ins) {
+  if (grad_disabled) return false;
+  for (int k = 0; k < n; k++)
+    if (ins[k] && ins[k]->req_grad_) return true;
+  return false;
+}
+
+lat_node *lat__record(lat_tensor *out, const char *name, lat_backward_fn bw, int n,
+                      lat_tensor *const *ins) {
+  if (!out || !lat__needs_grad(n, ins)) return NULL;
+  lat_node *node = calloc(1, sizeof *node);
+  if (!node) return NULL;
+  node->name = name;
+  node->backward = bw;
+  node->n_in = n;
+  node->in = node->in_inline;
+  node->need = node->need_inline;
+  if (n > LAT_NODE_MAX_IN) {
+    node->in = calloc((size_t)n, sizeof *node->in);
+    node->need = calloc((size_t)n, sizeof *node->need);
+  }
+  for (int k = 0; k < n; k++) node->in[k] = lat_retain(ins[k]);
+  out->node = node;
+  out->req_grad_ = 1;
+  return node;
+}
+
+void lat__node_free(lat_node *n) {
+  for (int k = 0; k < n->n_in; k++) lat_release(n->in[k]);
+  for (int k = 0; k < LAT_NODE_MAX_SAVED; k++) lat_release(n->saved[k]);
+  if (n->in != n->in_inline) {
+    free(n->in);
+    free(n->need);
+  }
+  free(n);
+}
+
+lat_tensor *lat__save_output(lat_tensor *t) { return lat_detach(t); }
+
+float *lat__grad_buf(lat_node *n, int k, bool *accumulate) {
+  lat_tensor *in = n->in[k];
+  if (in->bgrad_) {
+    *accumulate = true;
+    return in->bgrad_->f;
+  }
+  in->bgrad_ = lat__new(LAT_F32, in->ndim, in->shape_);
+  *accumulate = false;
+  return in->bgrad_ ? in->bgrad_->f : NULL;
+}
+
+const char *lat_node_name(lat_tensor *t) { return t && t->node ? t->node->name : NULL; }
+
+/* marks for one pass */
+enum { SEEN = 1, NEEDED = 2, WANTED = 4 };
+
+typedef struct { lat_tensor **v; int n, cap; } list;
+
+static bool push(list *l, lat_tensor *t) {
+  if (l->n == l->cap) {
+    int cap = l->cap ? 2 * l->cap : 256;
+    lat_tensor **v = realloc(l->v, (size_t)cap * sizeof *v);
+    if (!v) return false;
+    l->v = v;
+    l->cap = cap;
+  }
+  l->v[l->n++] = t;
+  return true;
+}
+
+/* Post-order of the graph below root (inputs before the tensors made from them), iteratively
+ * so that long chains do not exhaust the C stack. */
+static bool topo_sort(lat_tensor *root, list *order) {
+  list stack = {0}, child = {0}; /* child.v[i] holds the next input index, cast */
+  bool ok = push(&stack, root) && push(&child, NULL);
+  root->mark_ |= SEEN;
+  while (ok && stack.n) {
+    lat_tensor *t = stack.v[stack.n - 1];
+    intptr_t next = (intptr_t)child.v[child.n - 1];
+    if (t->node && next < t->node->n_in) {
+      child.v[child.n - 1] = (lat_tensor *)(next + 1);
+      lat_tensor *in = t->node->in[next];
+      if (in && !(in->mark_ & SEEN)) {
+        in->mark_ |= SEEN;
+        ok = push(&stack, in) && push(&child, NULL);
+      }
+    } else {
+      stack.n--;
+      child.n--;
+      ok = push(order, t);
+    }
+  }
+  free(stack.v);
+  free(child.v);
+  return ok;
+}
+
+static void clear(list *order) {
+  for (int k = 0; k < order->n; k++) {
+    lat_tensor *t = order->v[k];
+    t->mark_ = 0;
+    lat_release(t->bgrad_);
+    t->bgrad_ = NULL;
+  }
+  free(order->v);
+}
+
+/* Accumulate g into *slot (a gradient tensor owned by the slot). */
+static int accumulate_into(lat_tensor **slot, lat_tensor *g) {
+  if (!*slot) {
+    *slot = lat_clone(g);
+    return *slot ? 0 : -1;
+  }
+  return lat_axpy_(*slot, 1.0, g);
+}
+
+static int run(lat_tensor *root, lat_tensor *root_grad, int n, lat_tensor **wrt,
+               lat_tensor **out) {
+  if (!root) return lat__failc("backward: tensor is nil");
+  if (!root->req_grad_)
+    return lat__failc("backward: the tensor does not require gradients (no input it was computed "
+                      "from has requires_grad set, or it was computed under no_grad)");
+  if (root_grad) {
+    if (root_grad->dtype_ != LAT_F32 || root_grad->numel_ != root->numel_)
+      return lat__failc("backward: gradient of shape %s given for a tensor of shape %s",
+                        SHAPE(root_grad), SHAPE(root));
+  } else if (root->numel_ != 1) {
+    return lat__failc("backward: the tensor has shape %s; backward without a gradient needs a "
+                      "single number (reduce it first, e.g. with sum or mean)", SHAPE(root));
+  }
+  for (int k = 0; k < n; k++) {
+    if (!wrt[k]) return lat__failc("grad: input %d is nil", k + 1);
+    if (!wrt[k]->req_grad_)
+      return lat__failc("grad: input %d does not require gradients", k + 1);
+    wrt[k]->mark_ |= WANTED;
+  }
+  list order = {0};
+  if (!topo_sort(root, &order)) {
+    clear(&order);
+    return lat__failc("backward: out of memory sorting the graph");
+  }
+  /* a tensor is needed if it is wanted, or (backward mode) a leaf requiring gradients, or one
+   * of its inputs is needed */
+  for (int k = 0; k < order.n; k++) {
+    lat_tensor *t = order.v[k];
+    bool needed = (t->mark_ & WANTED) || (n == 0 && !t->node && t->req_grad_);
+    if (t->node)
+      for (int j = 0; j < t->node->n_in; j++) {
+        lat_tensor *in = t->node->in[j];
+        t->node->need[j] = in && (in->mark_ & NEEDED);
+        needed |= t->node->need[j];
+      }
+    if (needed) t->mark_ |= NEEDED;
+  }
+  int rc = 0;
+  for (int k = 0; k < n; k++)
+    if (!(wrt[k]->mark_ & NEEDED)) {
+      rc = lat__failc("grad: input %d is not used to compute the output", k + 1);
+      goto done;
+    }
+  root->bgrad_ = root_grad ? lat_clone(root_grad) : lat_full(LAT_F32, root->ndim, root->shape_, 1);
+  if (!root->bgrad_) { rc = -1; goto done; }
+  if (root_grad) { /* same count, maybe another shape: take the root's */
+    root->bgrad_->ndim = root->ndim;
+    memcpy(root->bgrad_->shape_, root->shape_, sizeof root->shape_);
+  }
+  for (int k = order.n - 1; k >= 0 && rc == 0; k--) {
+    lat_tensor *t = order.v[k];
+    if (!(t->mark_ & NEEDED) || !t->bgrad_) continue;
+    if (t->node) {
+      rc = t->node->backward(t->node, t->bgrad_);
+      if (rc) {
+        char msg[1024];
+        strncpy(msg, lat_error(), sizeof msg - 1);
+        msg[sizeof msg - 1] = 0;
+        lat__failc("backward of %s: %s", t->node->name, msg);
+      }
+    }
+    if (rc == 0 && n == 0 && !t->node && t->req_grad_)
+      rc = accumulate_into(&t->grad_, t->bgrad_);
+    if (rc == 0 && !(t->mark_ & WANTED) && t != root) {
+      lat_release(t->bgrad_); /* free as we go: the gradient has been passed on */
+      t->bgrad_ = NULL;
+    }
+  }
+  for (int k = 0; k < n && rc == 0; k++) {
+    lat_tensor *g = wrt[k]->bgrad_;
+    out[k] = g ? lat_retain(g) : lat_full(LAT_F32, wrt[k]->ndim, wrt[k]->shape_, 0);
+    if (!out[k]) rc = -1;
+  }
+done:
+  for (int k = 0; k < n; k++) wrt[k]->mark_ = 0;
+  clear(&order);
+  return rc;
+}
+
+int lat_backward(lat_tensor *root, lat_tensor *root_grad) { return run(root, root_grad, 0, NULL, NULL); }
+
+int lat_grad(lat_tensor *root, lat_tensor *root_grad, int n, lat_tensor **wrt, lat_tensor **out) {
+  if (n <= 0) return lat__failc("grad: give at least one tensor to differentiate with respect to");
+  for (int k = 0; k < n; k++) out[k] = NULL;
+  int rc = run(root, root_grad, n, wrt, out);
+  if (rc)
+    for (int k = 0; k < n; k++) {
+      lat_release(out[k]);
+      out[k] = NULL;
+    }
+  return rc;
+}
+
+int lat_zero_grad(lat_tensor *t) {
+  if (!t) return lat__failc("zero_grad: tensor is nil");
+  if (t->grad_) lat_fill_(t->grad_, 0);
+  return 0;
+}

@@ -1,0 +1,83 @@
+/* internal.h: what the files of liblat share and users of lat.h do not see. */
+#ifndef LAT_INTERNAL_H
+#define LAT_INTERNAL_H
+
+#include "lat.h"
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+/* ---- errors (error.c) ---- */
+/* Formats the thread-local message; returns NULL so ops can write `return lat__fail(...)`. */
+void *lat__fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int lat__failc(const char *fmt, ...) __attribute__((format(printf, 1, 2))); /* returns -1 */
+/* "[2, 3, 4]" into buf; for messages */
+const char *lat__shape_str(const lat_tensor *t, char *buf, size_t n);
+#define SHAPE(t) lat__shape_str((t), (char[96]){0}, 96)
+const char *lat__dtype_name(int dtype);
+
+/* ---- memory (alloc.c) ---- */
+void *lat__alloc(size_t bytes);          /* 64-byte aligned, from the cache when possible */
+void lat__free(void *p, size_t bytes);   /* back to the cache */
+
+struct lat_storage {
+  void *ptr;
+  size_t bytes;
+  int refcount;
+};
+
+/* ---- tensors (tensor.c) ---- */
+size_t lat__dtype_size(int dtype);
+/* A new tensor with fresh storage and no node; the data is uninitialised. */
+lat_tensor *lat__new(int dtype, int ndim, const int64_t *shape);
+lat_tensor *lat__new_like(const lat_tensor *t);
+lat_tensor *lat__zeros_like(const lat_tensor *t);
+/* A new header sharing t's storage (offset in elements), no node, given shape. */
+lat_tensor *lat__view(lat_tensor *t, int64_t offset, int ndim, const int64_t *shape);
+int lat__norm_dim(const lat_tensor *t, int dim, const char *op); /* -1 (with error) if invalid */
+bool lat__check_f32(const lat_tensor *t, const char *op, const char *arg);
+int64_t lat__prod(const int64_t *shape, int n);
+
+/* ---- autograd (autograd.c) ---- */
+enum { LAT_NODE_MAX_IN = 4, LAT_NODE_MAX_SAVED = 4 };
+typedef int (*lat_backward_fn)(lat_node *n, const lat_tensor *gout);
+
+struct lat_node {
+  const char *name;                          /* op name, for messages */
+  lat_backward_fn backward;
+  int n_in;
+  lat_tensor **in;                           /* strong references to the inputs */
+  bool *need;                                /* which inputs want a gradient, set each pass */
+  lat_tensor *in_inline[LAT_NODE_MAX_IN];    /* in and need point here unless n_in is larger */
+  bool need_inline[LAT_NODE_MAX_IN];
+  lat_tensor *saved[LAT_NODE_MAX_SAVED];     /* extra tensors kept for backward (owned) */
+  double f[4];                               /* scalar arguments */
+  int64_t i[8];
+  int dims[LAT_MAX_DIMS];
+};
+
+/* Whether an op over these inputs must record a node. */
+bool lat__needs_grad(int n, lat_tensor *const *ins);
+/* Attach a node to out (out->req_grad_ is set); returns the node to fill in, or NULL if
+ * recording is not needed. The node holds references to the inputs. */
+lat_node *lat__record(lat_tensor *out, const char *name, lat_backward_fn bw, int n,
+                      lat_tensor *const *ins);
+/* A new header on the same storage as t without its node: for saving an op's output. */
+lat_tensor *lat__save_output(lat_tensor *t);
+/* Where input k's gradient goes: a buffer shaped like in[k]. *accumulate tells whether the
+ * buffer already holds a gradient (add to it) or is fresh (overwrite it). NULL on OOM. */
+float *lat__grad_buf(lat_node *n, int k, bool *accumulate);
+
+/* ---- threads (threads.c) ---- */
+int lat__threads(void);
+/* whether a loop of this many element-operations is worth splitting across threads */
+#define LAT_PAR_MIN 32768
+
+/* ---- broadcasting (ops_elementwise.c) ---- */
+/* Broadcast shapes a and b (PyTorch rules) into out; returns ndim or -1 with error. */
+int lat__broadcast_shape(const lat_tensor *a, const lat_tensor *b, int64_t *out, const char *op);
+/* Sum src (shape src_shape) down to dst's shape (which broadcasts to src_shape) */
+void lat__sum_to(float *dst, int dst_ndim, const int64_t *dst_shape, const float *src,
+                 int src_ndim, const int64_t *src_shape, bool accumulate);
+
+#endif

@@ -1,0 +1,370 @@
+/* ops_elementwise.c: unary and binary elementwise ops with PyTorch broadcasting, forward and
+ * backward side by side; also scalar ops, pow, clamp, where and comparisons. */
+#include "broadcast.h"
+#include <math.h>
+#include <string.h>
+
+#define PAR_IF(n) if ((n) > LAT_PAR_MIN)
+
+int lat__broadcast_shape(const lat_tensor *a, const lat_tensor *b, int64_t *out, const char *op) {
+  int nd = a->ndim > b->ndim ? a->ndim : b->ndim;
+  for (int d = 0; d < nd; d++) {
+    int da = d - (nd - a->ndim), db = d - (nd - b->ndim);
+    int64_t sa = da >= 0 ? a->shape_[da] : 1, sb = db >= 0 ? b->shape_[db] : 1;
+    if (sa != sb && sa != 1 && sb != 1) {
+      lat__fail("%s: shapes %s and %s do not broadcast (dimension %d: %lld vs %lld)", op,
+                SHAPE(a), SHAPE(b), d + 1, (long long)sa, (long long)sb);
+      return -1;
+    }
+    out[d] = sa == 1 ? sb : sa;
+  }
+  return nd;
+}
+
+void lat__sum_to(float *dst, int dst_ndim, const int64_t *dst_shape, const float *src,
+                 int src_ndim, const int64_t *src_shape, bool accumulate) {
+  int64_t dn = lat__prod(dst_shape, dst_ndim), sn = lat__prod(src_shape, src_ndim);
+  if (dn == sn) { /* nothing was broadcast */
+    if (accumulate)
+      for (int64_t k = 0; k < dn; k++) dst[k] += src[k];
+    else memcpy(dst, src, (size_t)dn * sizeof *dst);
+    return;
+  }
+  if (!accumulate) memset(dst, 0, (size_t)dn * sizeof *dst);
+  lat_bcast bc;
+  const int64_t *shapes[2] = {dst_shape, src_shape};
+  int ndims[2] = {dst_ndim, src_ndim};
+  lat_bcast_init(&bc, src_ndim, src_shape, 2, shapes, ndims);
+  int64_t sd = bc.st[0][bc.nd - 1];
+  for (int64_t r = 0; r < bc.rows; r++) {
+    int64_t off[2];
+    lat_bcast_row(&bc, 2, r, off);
+    const float *s = src + off[1];
+    float *d = dst + off[0];
+    if (sd == 0) {
+      float acc = 0;
+      for (int64_t i = 0; i < bc.inner; i++) acc += s[i];
+      d[0] += acc;
+    } else
+      for (int64_t i = 0; i < bc.inner; i++) d[i] += s[i];
+  }
+}
+
+/* ---------------- unary ---------------- */
+
+static const char *unary_names[LAT_UNARY_COUNT] = {"neg",  "exp",  "log",  "sqrt",   "abs",
+                                                   "relu", "gelu", "tanh", "sigmoid"};
+_Static_assert(sizeof unary_names / sizeof *unary_names == LAT_UNARY_COUNT, "unary names");
+
+static inline float gelu_f(float x) { return 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2)); }
+static inline float gelu_d(float x) {
+  float cdf = 0.5f * (1.0f + erff(x * (float)M_SQRT1_2));
+  float pdf = expf(-0.5f * x * x) * 0.3989422804014327f;
+  return cdf + x * pdf;
+}
+
+static void unary_forward(int op, float *restrict y, const float *restrict x, int64_t n) {
+  switch (op) {
+#define LOOP(expr)                                                                              \
+  _Pragma("omp parallel for simd if (n > LAT_PAR_MIN)") for (int64_t k = 0; k < n; k++) {     \
+    float v = x[k];                                                                            \
+    y[k] = (expr);                                                                             \
+  }                                                                                            \
+  break;
+  case LAT_OP_NEG: LOOP(-v)
+  case LAT_OP_EXP: LOOP(expf(v))
+  case LAT_OP_LOG: LOOP(logf(v))
+  case LAT_OP_SQRT: LOOP(sqrtf(v))
+  case LAT_OP_ABS: LOOP(fabsf(v))
+  case LAT_OP_RELU: LOOP(v > 0 ? v : 0)
+  case LAT_OP_GELU: LOOP(gelu_f(v))
+  case LAT_OP_TANH: LOOP(tanhf(v))
+  case LAT_OP_SIGMOID: LOOP(1.0f / (1.0f + expf(-v)))
+#undef LOOP
+  }
+}
+
+/* the derivative times g, from the input x and the output y */
+static int unary_backward(lat_node *n, const lat_tensor *gout) {
+  int op = (int)n->i[0];
+  bool acc;
+  float *gx = lat__grad_buf(n, 0, &acc);
+  if (!gx) return -1;
+  const float *restrict g = gout->f, *restrict x = n->in[0]->f;
+  const float *restrict y = n->saved[0] ? n->saved[0]->f : NULL;
+  int64_t cnt = gout->numel_;
+  switch (op) {
+#define LOOP(expr)                                                                              \
+  _Pragma("omp parallel for simd if (cnt > LAT_PAR_MIN)") for (int64_t k = 0; k < cnt; k++) { \
+    float d = (expr);                                                                          \
+    gx[k] = acc ? gx[k] + d : d;                                                               \
+  }                                                                                            \
+  break;
+  case LAT_OP_NEG: LOOP(-g[k])
+  case LAT_OP_EXP: LOOP(g[k] * y[k])
+  case LAT_OP_LOG: LOOP(g[k] / x[k])
+  case LAT_OP_SQRT: LOOP(g[k] * 0.5f / y[k])
+  case LAT_OP_ABS: LOOP(x[k] > 0 ? g[k] : x[k] < 0 ? -g[k] : 0.0f)
+  case LAT_OP_RELU: LOOP(x[k] > 0 ? g[k] : 0.0f)
+  case LAT_OP_GELU: LOOP(g[k] * gelu_d(x[k]))
+  case LAT_OP_TANH: LOOP(g[k] * (1.0f - y[k] * y[k]))
+  case LAT_OP_SIGMOID: LOOP(g[k] * y[k] * (1.0f - y[k]))
+#undef LOOP
+  }
+  return 0;
+}
+
+lat_tensor *lat_unary(int op, lat_tensor *x) {
+  if (op < 0 || op >= LAT_UNARY_COUNT) return lat__fail("unary: unknown op %d", op);
+  if (!lat__check_f32(x, unary_names[op], "input")) return NULL;
+  lat_tensor *y = lat__new_like(x);
+  if (!y) return NULL;
+  unary_forward(op, y->f, x->f, x->numel_);
+  lat_node *n = lat__record(y, unary_names[op], unary_backward, 1, &x);
+  if (n) {
+    n->i[0] = op;
+    if (op == LAT_OP_EXP || op == LAT_OP_SQRT || op == LAT_OP_TANH || op == LAT_OP_SIGMOID)
+      n->saved[0] = lat__save_output(y);
+  }
+  return y;
+}
+
+/* ---------------- binary ---------------- */
+
+static const char *binary_names[LAT_BINARY_COUNT] = {"add", "sub", "mul", "div"};
+_Static_assert(sizeof binary_names / sizeof *binary_names == LAT_BINARY_COUNT, "binary names");
+
+static lat_bcast binary_bcast(const lat_tensor *out, const lat_tensor *a, const lat_tensor *b) {
+  lat_bcast bc;
+  const int64_t *shapes[2] = {a->shape_, b->shape_};
+  int ndims[2] = {a->ndim, b->ndim};
+  lat_bcast_init(&bc, out->ndim, out->shape_, 2, shapes, ndims);
+  return bc;
+}
+
+static void binary_forward(int op, lat_tensor *out, const lat_tensor *a, const lat_tensor *b) {
+  lat_bcast bc = binary_bcast(out, a, b);
+  int64_t sa = bc.st[0][bc.nd - 1], sb = bc.st[1][bc.nd - 1], inner = bc.inner;
+  #pragma omp parallel for if (out->numel_ > LAT_PAR_MIN && bc.rows > 1)
+  for (int64_t r = 0; r < bc.rows; r++) {
+    int64_t off[2];
+    lat_bcast_row(&bc, 2, r, off);
+    const float *pa = a->f + off[0], *pb = b->f + off[1];
+    float *y = out->f + r * inner;
+    switch (op) {
+    case LAT_OP_ADD: for (int64_t i = 0; i < inner; i++) y[i] = pa[i * sa] + pb[i * sb]; break;
+    case LAT_OP_SUB: for (int64_t i = 0; i < inner; i++) y[i] = pa[i * sa] - pb[i * sb]; break;
+    case LAT_OP_MUL: for (int64_t i = 0; i < inner; i++) y[i] = pa[i * sa] * pb[i * sb]; break;
+    case LAT_OP_DIV: for (int64_t i = 0; i < inner; i++) y[i] = pa[i * sa] / pb[i * sb]; break;
+    }
+  }
+}
+
+/* For input k of a binary op: the gradient at output resolution, then summed down. */
+static int binary_backward(lat_node *n, const lat_tensor *gout) {
+  int op = (int)n->i[0];
+  lat_tensor *a = n->in[0], *b = n->in[1];
+  lat_tensor *tmp = NULL;
+  for (int k = 0; k < 2; k++) {
+    if (!n->need[k]) continue;
+    lat_tensor *x = n->in[k];
+    bool acc;
+    float *gx = lat__grad_buf(n, k, &acc);
+    if (!gx) return -1;
+    const float *src = gout->f;
+    bool linear = op == LAT_OP_ADD || (op == LAT_OP_SUB && k == 0);
+    if (!linear) {
+      if (!tmp && !(tmp = lat__new_like(gout))) return -1;
+      lat_bcast bc = binary_bcast(gout, a, b);
+      int64_t sa = bc.st[0][bc.nd - 1], sb = bc.st[1][bc.nd - 1], inner = bc.inner;
+      #pragma omp parallel for if (gout->numel_ > LAT_PAR_MIN && bc.rows > 1)
+      for (int64_t r = 0; r < bc.rows; r++) {
+        int64_t off[2];
+        lat_bcast_row(&bc, 2, r, off);
+        const float *pa = a->f + off[0], *pb = b->f + off[1], *g = gout->f + r * inner;
+        float *t = tmp->f + r * inner;
+        if (op == LAT_OP_SUB)
+          for (int64_t i = 0; i < inner; i++) t[i] = -g[i];
+        else if (op == LAT_OP_MUL && k == 0)
+          for (int64_t i = 0; i < inner; i++) t[i] = g[i] * pb[i * sb];
+        else if (op == LAT_OP_MUL)
+          for (int64_t i = 0; i < inner; i++) t[i] = g[i] * pa[i * sa];
+        else if (k == 0)
+          for (int64_t i = 0; i < inner; i++) t[i] = g[i] / pb[i * sb];
+        else
+          for (int64_t i = 0; i < inner; i++) {
+            float q = pb[i * sb];
+            t[i] = -g[i] * pa[i * sa] / (q * q);
+          }
+      }
+      src = tmp->f;
+    }
+    lat__sum_to(gx, x->ndim, x->shape_, src, gout->ndim, gout->shape_, acc);
+  }
+  lat_release(tmp);
+  return 0;
+}
+
+lat_tensor *lat_binary(int op, lat_tensor *a, lat_tensor *b) {
+  if (op < 0 || op >= LAT_BINARY_COUNT) return lat__fail("binary: unknown op %d", op);
+  const char *name = binary_names[op];
+  if (!lat__check_f32(a, name, "first input") || !lat__check_f32(b, name, "second input"))
+    return NULL;
+  int64_t shape[LAT_MAX_DIMS];
+  int nd = lat__broadcast_shape(a, b, shape, name);
+  if (nd < 0) return NULL;
+  lat_tensor *y = lat__new(LAT_F32, nd, shape);
+  if (!y) return NULL;
+  binary_forward(op, y, a, b);
+  lat_tensor *ins[2] = {a, b};
+  lat_node *n = lat__record(y, name, binary_backward, 2, ins);
+  if (n) n->i[0] = op;
+  return y;
+}
+
+/* ---------------- scalar ops, pow, clamp ---------------- */
+
+static int scalar_backward(lat_node *n, const lat_tensor *gout) {
+  bool acc;
+  float *gx = lat__grad_buf(n, 0, &acc);
+  if (!gx) return -1;
+  const float *g = gout->f, *x = n->in[0]->f;
+  int64_t cnt = gout->numel_;
+  int kind = (int)n->i[0];
+  float s = (float)n->f[0], lo = (float)n->f[0], hi = (float)n->f[1];
+  #pragma omp parallel for simd if (cnt > LAT_PAR_MIN)
+  for (int64_t k = 0; k < cnt; k++) {
+    float d;
+    if (kind == 0) d = g[k];                                                /* add */
+    else if (kind == 1) d = g[k] * s;                                       /* mul */
+    else if (kind == 2) d = g[k] * s * powf(x[k], s - 1.0f);                /* pow */
+    else d = (x[k] >= lo && x[k] <= hi) ? g[k] : 0.0f;                      /* clamp */
+    gx[k] = acc ? gx[k] + d : d;
+  }
+  return 0;
+}
+
+static lat_tensor *scalar_op(lat_tensor *x, int kind, double s, double s2, const char *name) {
+  if (!lat__check_f32(x, name, "input")) return NULL;
+  lat_tensor *y = lat__new_like(x);
+  if (!y) return NULL;
+  float a = (float)s, b = (float)s2;
+  int64_t cnt = x->numel_;
+  const float *restrict xs = x->f;
+  float *restrict ys = y->f;
+  if (kind == 0) for (int64_t k = 0; k < cnt; k++) ys[k] = xs[k] + a;
+  else if (kind == 1) for (int64_t k = 0; k < cnt; k++) ys[k] = xs[k] * a;
+  else if (kind == 2) {
+    if (a == 2.0f) for (int64_t k = 0; k < cnt; k++) ys[k] = xs[k] * xs[k];
+    else for (int64_t k = 0; k < cnt; k++) ys[k] = powf(xs[k], a);
+  } else for (int64_t k = 0; k < cnt; k++) ys[k] = fminf(fmaxf(xs[k], a), b);
+  lat_node *n = lat__record(y, name, scalar_backward, 1, &x);
+  if (n) {
+    n->i[0] = kind;
+    n->f[0] = s;
+    n->f[1] = s2;
+  }
+  return y;
+}
+
+lat_tensor *lat_add_scalar(lat_tensor *x, double s) { return scalar_op(x, 0, s, 0, "add"); }
+lat_tensor *lat_mul_scalar(lat_tensor *x, double s) { return scalar_op(x, 1, s, 0, "mul"); }
+lat_tensor *lat_pow_scalar(lat_tensor *x, double p) { return scalar_op(x, 2, p, 0, "pow"); }
+lat_tensor *lat_clamp(lat_tensor *x, double lo, double hi) {
+  if (lo > hi) return lat__fail("clamp: lower bound %g is above upper bound %g", lo, hi);
+  return scalar_op(x, 3, lo, hi, "clamp");
+}
+
+/* ---------------- where and comparisons ---------------- */
+
+static float as_float(const lat_tensor *t, int64_t k) {
+  return t->dtype_ == LAT_F32 ? t->f[k] : t->dtype_ == LAT_I32 ? (float)t->i[k] : (float)t->u[k];
+}
+
+static lat_bcast where_bcast(const lat_tensor *out, const lat_tensor *m, const lat_tensor *a,
+                             const lat_tensor *b) {
+  lat_bcast bc;
+  const int64_t *shapes[3] = {m->shape_, a->shape_, b->shape_};
+  int ndims[3] = {m->ndim, a->ndim, b->ndim};
+  lat_bcast_init(&bc, out->ndim, out->shape_, 3, shapes, ndims);
+  return bc;
+}
+
+static int where_backward(lat_node *n, const lat_tensor *gout) {
+  lat_tensor *m = n->in[0], *a = n->in[1], *b = n->in[2];
+  lat_tensor *tmp = lat__new_like(gout);
+  if (!tmp) return -1;
+  lat_bcast bc = where_bcast(gout, m, a, b);
+  for (int k = 1; k <= 2; k++) {
+    if (!n->need[k]) continue;
+    int64_t sm = bc.st[0][bc.nd - 1];
+    for (int64_t r = 0; r < bc.rows; r++) {
+      int64_t off[3];
+      lat_bcast_row(&bc, 3, r, off);
+      const float *g = gout->f + r * bc.inner;
+      float *t = tmp->f + r * bc.inner;
+      for (int64_t i = 0; i < bc.inner; i++) {
+        bool pick = as_float(m, off[0] + i * sm) != 0;
+        t[i] = (pick == (k == 1)) ? g[i] : 0.0f;
+      }
+    }
+    bool acc;
+    float *gx = lat__grad_buf(n, k, &acc);
+    if (!gx) { lat_release(tmp); return -1; }
+    lat__sum_to(gx, n->in[k]->ndim, n->in[k]->shape_, tmp->f, gout->ndim, gout->shape_, acc);
+  }
+  lat_release(tmp);
+  return 0;
+}
+
+lat_tensor *lat_where(lat_tensor *m, lat_tensor *a, lat_tensor *b) {
+  if (!m) return lat__fail("where: mask is nil");
+  if (!lat__check_f32(a, "where", "first value") || !lat__check_f32(b, "where", "second value"))
+    return NULL;
+  int64_t s1[LAT_MAX_DIMS], shape[LAT_MAX_DIMS];
+  int nd = lat__broadcast_shape(a, b, s1, "where");
+  if (nd < 0) return NULL;
+  lat_tensor tmp = {.ndim = nd};
+  memcpy(tmp.shape_, s1, sizeof s1);
+  nd = lat__broadcast_shape(m, &tmp, shape, "where");
+  if (nd < 0) return NULL;
+  lat_tensor *y = lat__new(LAT_F32, nd, shape);
+  if (!y) return NULL;
+  lat_bcast bc = where_bcast(y, m, a, b);
+  int64_t sm = bc.st[0][bc.nd - 1], sa = bc.st[1][bc.nd - 1], sb = bc.st[2][bc.nd - 1];
+  for (int64_t r = 0; r < bc.rows; r++) {
+    int64_t off[3];
+    lat_bcast_row(&bc, 3, r, off);
+    float *o = y->f + r * bc.inner;
+    for (int64_t i = 0; i < bc.inner; i++)
+      o[i] = as_float(m, off[0] + i * sm) != 0 ? a->f[off[1] + i * sa] : b->f[off[2] + i * sb];
+  }
+  lat_tensor *ins[3] = {m, a, b};
+  lat__record(y, "where", where_backward, 3, ins);
+  return y;
+}
+
+/* op: 0 ==, 1 ~=, 2 <, 3 <=, 4 >, 5 >=; the result is uint8 and carries no gradient */
+lat_tensor *lat_compare(lat_tensor *a, lat_tensor *b, int op) {
+  if (!a || !b) return lat__fail("compare: tensor is nil");
+  if (op < 0 || op > 5) return lat__fail("compare: unknown comparison %d", op);
+  int64_t shape[LAT_MAX_DIMS];
+  int nd = lat__broadcast_shape(a, b, shape, "compare");
+  if (nd < 0) return NULL;
+  lat_tensor *y = lat__new(LAT_U8, nd, shape);
+  if (!y) return NULL;
+  lat_bcast bc = binary_bcast(y, a, b);
+  int64_t sa = bc.st[0][bc.nd - 1], sb = bc.st[1][bc.nd - 1];
+  for (int64_t r = 0; r < bc.rows; r++) {
+    int64_t off[2];
+    lat_bcast_row(&bc, 2, r, off);
+    uint8_t *o = y->u + r * bc.inner;
+    for (int64_t i = 0; i < bc.inner; i++) {
+      float x = as_float(a, off[0] + i * sa), z = as_float(b, off[1] + i * sb);
+      bool v = op == 0 ? x == z : op == 1 ? x != z : op == 2 ? x < z : op == 3 ? x <= z
+               : op == 4 ? x > z : x >= z;
+      o[i] = v;
+    }
+  }
+  return y;
+}

@@ -1,0 +1,408 @@
+-- tensor.lua: the tensor type (an ffi.metatype over struct lat_tensor), its creation functions
+-- and its methods. Dimension numbers and positions written in Lua are 1-based (negative counts
+-- from the end); values stored in int32 tensors (labels, token ids, indices) are 0-based data.
+local core = require 'lat.core'
+local ffi, C, wrap, check, raise = core.ffi, core.C, core.wrap, core.check, core.raise
+
+local T = {}        -- methods
+local lat = {}      -- functions that become part of the lat namespace
+
+local DTYPES = { float32 = C.LAT_F32, int32 = C.LAT_I32, uint8 = C.LAT_U8 }
+local DTYPE_NAMES = { [0] = 'float32', [1] = 'int32', [2] = 'uint8' }
+lat.float32, lat.int32, lat.uint8 = 'float32', 'int32', 'uint8'
+
+local function dtype_code(d)
+  if d == nil then return C.LAT_F32 end
+  local code = DTYPES[d]
+  if not code then raise(("unknown dtype '%s' (use 'float32', 'int32' or 'uint8')"):format(tostring(d))) end
+  return code
+end
+
+local function is_tensor(x) return type(x) == 'cdata' and ffi.istype('lat_ref', x) end
+lat.is_tensor = is_tensor
+
+-- the C pointer of a tensor argument, or an error naming the argument
+local function need_tensor(x, what)
+  if not is_tensor(x) then raise(('%s must be a tensor, got %s'):format(what, type(x))) end
+  return x.ptr
+end
+-- the same for an optional argument
+local function opt_tensor(x, what)
+  if x == nil then return nil end
+  return need_tensor(x, what)
+end
+
+-- scratch buffers for shapes and dims handed to C (copied by C at once)
+local shape_buf = ffi.new('int64_t[8]')
+local dims_buf = ffi.new('int[8]')
+
+-- Shape from varargs (2, 3) or a table {2, 3}; returns ndim. Trailing non-number args ignored.
+local function read_shape(what, ...)
+  local a = ...
+  local n = 0
+  if type(a) == 'table' then
+    for i = 1, #a do
+      local v = a[i]
+      if type(v) ~= 'number' or v ~= math.floor(v) then raise(('%s: size %d is not an integer'):format(what, i)) end
+      n = n + 1
+      if n > 8 then raise(what .. ': at most 8 dimensions') end
+      shape_buf[n - 1] = v
+    end
+  else
+    for i = 1, select('#', ...) do
+      local v = select(i, ...)
+      if type(v) ~= 'number' then break end
+      if v ~= math.floor(v) then raise(('%s: size %d is not an integer'):format(what, i)) end
+      n = n + 1
+      if n > 8 then raise(what .. ': at most 8 dimensions') end
+      shape_buf[n - 1] = v
+    end
+  end
+  return n
+end
+
+-- Lua dim (1-based, negative from the end) to C dim (0-based, negative from the end)
+local function cdim(d, what)
+  if type(d) ~= 'number' or d == 0 or d ~= math.floor(d) then
+    raise(('%s: dimension %s is invalid (dimensions are 1-based; -1 is the last)'):format(what, tostring(d)))
+  end
+  return d > 0 and d - 1 or d
+end
+lat._cdim = cdim
+
+-- dims: nil (all), a number, or a table of numbers; returns count (0 = all)
+local function read_dims(dims, what)
+  if dims == nil then return 0 end
+  if type(dims) == 'number' then dims_buf[0] = cdim(dims, what); return 1 end
+  if type(dims) ~= 'table' then raise(what .. ': dims must be a number or a table of numbers') end
+  for i = 1, #dims do dims_buf[i - 1] = cdim(dims[i], what) end
+  return #dims
+end
+
+-- the trailing option of a creation call: a dtype string or a table {dtype=, requires_grad=}
+local function creation_opts(...)
+  local n = select('#', ...)
+  local last = n > 0 and select(n, ...) or nil
+  if type(last) == 'string' then return { dtype = last } end
+  if type(last) == 'table' and (last.dtype or last.requires_grad ~= nil or last.rng) then return last end
+  return {}
+end
+
+local function finish(t, opts)
+  if opts.requires_grad then check(C.lat_set_requires_grad(t.ptr, 1)) end
+  return t
+end
+
+-- ---------------------------------------------------------------- creation
+
+function lat.empty(...)
+  local o = creation_opts(...)
+  local nd = read_shape('empty', ...)
+  return finish(wrap(C.lat_empty(dtype_code(o.dtype), nd, shape_buf)), o)
+end
+
+function lat.full(shape, value, opts)
+  opts = type(opts) == 'string' and { dtype = opts } or opts or {}
+  local nd = read_shape('full', shape)
+  if type(value) ~= 'number' then raise('full: value must be a number') end
+  return finish(wrap(C.lat_full(dtype_code(opts.dtype), nd, shape_buf, value)), opts)
+end
+
+function lat.zeros(...)
+  local o = creation_opts(...)
+  local nd = read_shape('zeros', ...)
+  return finish(wrap(C.lat_full(dtype_code(o.dtype), nd, shape_buf, 0)), o)
+end
+
+function lat.ones(...)
+  local o = creation_opts(...)
+  local nd = read_shape('ones', ...)
+  return finish(wrap(C.lat_full(dtype_code(o.dtype), nd, shape_buf, 1)), o)
+end
+
+function lat.zeros_like(t) return lat.zeros(t.shape, t.dtype) end
+function lat.ones_like(t) return lat.ones(t.shape, t.dtype) end
+
+-- arange(stop) or arange(start, stop[, step][, dtype])
+function lat.arange(a, b, c, d)
+  local start, stop, step, dtype
+  if b == nil or type(b) == 'string' then start, stop, step, dtype = 0, a, 1, b
+  elseif c == nil or type(c) == 'string' then start, stop, step, dtype = a, b, 1, c
+  else start, stop, step, dtype = a, b, c, d end
+  return wrap(C.lat_arange(start, stop, step, dtype_code(dtype)))
+end
+
+-- lat.tensor(nested table or number[, dtype or opts])
+function lat.tensor(data, opts)
+  opts = type(opts) == 'string' and { dtype = opts } or opts or {}
+  if is_tensor(data) then return finish(data:clone(), opts) end
+  local shape, flat = {}, {}
+  if type(data) == 'number' then
+    flat[1] = data
+  elseif type(data) == 'table' then
+    local probe = data
+    while type(probe) == 'table' do
+      shape[#shape + 1] = #probe
+      probe = probe[1]
+    end
+    local function walk(x, depth)
+      if depth > #shape then
+        if type(x) ~= 'number' then raise('tensor: expected a number, got ' .. type(x)) end
+        flat[#flat + 1] = x
+        return
+      end
+      if type(x) ~= 'table' or #x ~= shape[depth] then
+        raise(('tensor: ragged nested table (dimension %d should have %d entries)'):format(depth, shape[depth]))
+      end
+      for i = 1, #x do walk(x[i], depth + 1) end
+    end
+    walk(data, 1)
+  else
+    raise('tensor: expected a table of numbers or a number, got ' .. type(data))
+  end
+  local t = lat.empty(shape, opts.dtype or 'float32')
+  local c = t.ptr
+  local dt = c.dtype_
+  local p = dt == C.LAT_F32 and c.f or dt == C.LAT_I32 and c.i or c.u
+  for k = 1, #flat do p[k - 1] = flat[k] end
+  return finish(t, opts)
+end
+
+-- ---------------------------------------------------------------- random numbers
+
+-- A generator: lat.Generator(seed). lat.manual_seed(s) reseeds the default one.
+function lat.Generator(seed)
+  local g = ffi.new('lat_rng')
+  C.lat_rng_seed(g, seed or 0)
+  return g
+end
+lat.default_generator = lat.Generator(0)
+function lat.manual_seed(seed) C.lat_rng_seed(lat.default_generator, seed) end
+
+local function gen(opts) return (type(opts) == 'table' and opts.rng) or lat.default_generator end
+
+local function random_tensor(what, fill, ...)
+  local o = creation_opts(...)
+  local nd = read_shape(what, ...)
+  local t = wrap(C.lat_empty(C.LAT_F32, nd, shape_buf))
+  fill(t, gen(o))
+  return finish(t, o)
+end
+
+function lat.randn(...)
+  return random_tensor('randn', function(t, g) check(C.lat_normal_(t.ptr, g, 0, 1)) end, ...)
+end
+
+function lat.rand(...)
+  return random_tensor('rand', function(t, g) check(C.lat_uniform_(t.ptr, g, 0, 1)) end, ...)
+end
+
+-- randint(lo, hi, shape[, opts]): integers in [lo, hi), int32 unless opts.dtype says otherwise
+function lat.randint(lo, hi, shape, opts)
+  opts = type(opts) == 'string' and { dtype = opts } or opts or {}
+  local nd = read_shape('randint', shape)
+  local t = wrap(C.lat_empty(dtype_code(opts.dtype or 'int32'), nd, shape_buf))
+  check(C.lat_randint_(t.ptr, gen(opts), lo, hi))
+  return t
+end
+
+function lat.randperm(n, opts) return wrap(C.lat_randperm(n, gen(opts))) end
+
+function T.normal_(t, mean, std, g) check(C.lat_normal_(t.ptr, g or lat.default_generator, mean or 0, std or 1)); return t end
+function T.uniform_(t, lo, hi, g) check(C.lat_uniform_(t.ptr, g or lat.default_generator, lo or 0, hi or 1)); return t end
+function T.bernoulli_(t, p, g) check(C.lat_bernoulli_(t.ptr, g or lat.default_generator, p)); return t end
+
+-- ---------------------------------------------------------------- properties
+
+local function shape_table(t)
+  local c, s = t.ptr, {}
+  for d = 0, c.ndim - 1 do s[d + 1] = tonumber(c.shape_[d]) end
+  return s
+end
+
+function T.size(t, d)
+  local c = t.ptr
+  if d == nil then return shape_table(t) end
+  local nd = c.ndim
+  local i = d > 0 and d or nd + d + 1
+  if i < 1 or i > nd then raise(('size: dimension %d out of range for %d dimensions'):format(d, nd)) end
+  return tonumber(c.shape_[i - 1])
+end
+function T.dim(t) return t.ptr.ndim end
+function T.numel(t) return tonumber(t.ptr.numel_) end
+
+function T.item(t)
+  local c = t.ptr
+  if c.numel_ ~= 1 then raise(('item: the tensor has %d elements, not one'):format(tonumber(c.numel_))) end
+  local dt = c.dtype_
+  return dt == C.LAT_F32 and c.f[0] or dt == C.LAT_I32 and c.i[0] or c.u[0]
+end
+
+-- t:get(i, j, ...) with 1-based positions, one per dimension
+function T.get(t, ...)
+  local c = t.ptr
+  local n = select('#', ...)
+  if n ~= c.ndim then raise(('get: %d positions given for a %d-dimensional tensor'):format(n, c.ndim)) end
+  local off = 0
+  for d = 1, n do
+    local i = select(d, ...)
+    local size = tonumber(c.shape_[d - 1])
+    if i < 0 then i = size + i + 1 end
+    if i < 1 or i > size then raise(('get: position %d out of range 1..%d in dimension %d'):format(select(d, ...), size, d)) end
+    off = off * size + (i - 1)
+  end
+  local dt = c.dtype_
+  return dt == C.LAT_F32 and c.f[off] or dt == C.LAT_I32 and c.i[off] or c.u[off]
+end
+
+function T.set(t, value, ...)
+  local c = t.ptr
+  local n = select('#', ...)
+  if n ~= c.ndim then raise(('set: %d positions given for a %d-dimensional tensor'):format(n, c.ndim)) end
+  local off = 0
+  for d = 1, n do
+    local i = select(d, ...)
+    local size = tonumber(c.shape_[d - 1])
+    if i < 0 then i = size + i + 1 end
+    if i < 1 or i > size then raise(('set: position %d out of range 1..%d in dimension %d'):format(select(d, ...), size, d)) end
+    off = off * size + (i - 1)
+  end
+  local dt = c.dtype_
+  if dt == C.LAT_F32 then c.f[off] = value elseif dt == C.LAT_I32 then c.i[off] = value else c.u[off] = value end
+  return t
+end
+
+-- nested Lua tables of the values
+function T.tolist(t)
+  local c = t.ptr
+  local dt = c.dtype_
+  local p = dt == C.LAT_F32 and c.f or dt == C.LAT_I32 and c.i or c.u
+  if c.ndim == 0 then return p[0] end
+  local shape = shape_table(t)
+  local pos = 0
+  local function build(d)
+    local r = {}
+    for i = 1, shape[d] do
+      if d == #shape then r[i] = p[pos]; pos = pos + 1 else r[i] = build(d + 1) end
+    end
+    return r
+  end
+  return build(1)
+end
+
+-- ---------------------------------------------------------------- copies and dtypes
+
+function T.clone(t) return wrap(C.lat_clone(t.ptr)) end
+function T.detach(t) return wrap(C.lat_detach(t.ptr)) end
+function T.to(t, dtype) return wrap(C.lat_to_dtype(t.ptr, dtype_code(dtype))) end
+function T.float(t) return T.to(t, 'float32') end
+function T.int(t) return T.to(t, 'int32') end
+function T.byte(t) return T.to(t, 'uint8') end
+function T.contiguous(t) return t end
+
+-- ---------------------------------------------------------------- in place (never recorded)
+
+function T.fill_(t, v) check(C.lat_fill_(t.ptr, v)); return t end
+function T.zero_(t) check(C.lat_fill_(t.ptr, 0)); return t end
+function T.copy_(t, src) check(C.lat_copy_(t.ptr, need_tensor(src, 'copy_: source'))); return t end
+-- t += alpha * x
+function T.add_(t, x, alpha)
+  if type(x) == 'number' then
+    check(C.lat_axpy_(t.ptr, x, lat.ones(t.shape).ptr))
+  else
+    check(C.lat_axpy_(t.ptr, alpha or 1, need_tensor(x, 'add_: source')))
+  end
+  return t
+end
+function T.mul_(t, s) check(C.lat_scale_(t.ptr, s)); return t end
+function T.clamp_(t, lo, hi) check(C.lat_clamp_(t.ptr, lo or -math.huge, hi or math.huge)); return t end
+
+-- ---------------------------------------------------------------- autograd
+
+function T.requires_grad_(t, flag)
+  if flag == nil then flag = true end
+  check(C.lat_set_requires_grad(t.ptr, flag and 1 or 0))
+  return t
+end
+
+function T.backward(t, g)
+  check(C.lat_backward(t.ptr, opt_tensor(g, 'backward: gradient')))
+end
+
+function T.zero_grad(t) check(C.lat_zero_grad(t.ptr)) end
+
+-- lat.grad(output, inputs[, output_grad]): gradients of output with respect to each input
+-- (leaves or intermediate values), leaving every .grad untouched. Returns a table, or a single
+-- tensor when inputs is a single tensor.
+function lat.grad(out, inputs, out_grad)
+  local single = is_tensor(inputs)
+  if single then inputs = { inputs } end
+  local n = #inputs
+  local wrt = ffi.new('lat_tensor*[?]', n)
+  local res = ffi.new('lat_tensor*[?]', n)
+  for i = 1, n do wrt[i - 1] = need_tensor(inputs[i], 'grad: input ' .. i) end
+  check(C.lat_grad(need_tensor(out, 'grad: output'), opt_tensor(out_grad, 'grad: output gradient'), n, wrt, res))
+  local grads = {}
+  for i = 1, n do grads[i] = wrap(res[i - 1]) end
+  if single then return grads[1] end
+  return grads
+end
+
+-- Run fn with gradient recording off; restores the previous mode even on error.
+function lat.no_grad(fn, ...)
+  local prev = C.lat_is_grad_enabled()
+  C.lat_set_grad_enabled(0)
+  local res = { n = 0 }
+  local function collect(ok, ...)
+    res.n = select('#', ...)
+    for i = 1, res.n do res[i] = (select(i, ...)) end
+    return ok
+  end
+  local ok = collect(pcall(fn, ...))
+  C.lat_set_grad_enabled(prev)
+  if not ok then error(res[1], 0) end
+  return unpack(res, 1, res.n)
+end
+function lat.set_grad_enabled(flag) C.lat_set_grad_enabled(flag and 1 or 0) end
+function lat.is_grad_enabled() return C.lat_is_grad_enabled() ~= 0 end
+
+-- ---------------------------------------------------------------- field access
+
+local getters = {
+  shape = shape_table,
+  dtype = function(t) return DTYPE_NAMES[t.ptr.dtype_] end,
+  requires_grad = function(t) return t.ptr.req_grad_ ~= 0 end,
+  grad = function(t)
+    local g = t.ptr.grad_
+    if g == nil then return nil end
+    return wrap(C.lat_retain(g))
+  end,
+  is_leaf = function(t) return t.ptr.node == nil end,
+  grad_fn = function(t)
+    local n = C.lat_node_name(t.ptr)
+    return n ~= nil and ffi.string(n) or nil
+  end,
+  T = function(t) return t:transpose(-2, -1) end,
+  ndim = function(t) return t.ptr.ndim end,
+  -- raw data pointers for fast loops in Lua (0-based, no bounds checks)
+  data = function(t) return t.ptr.data end,
+  f = function(t) return t.ptr.f end,
+  i = function(t) return t.ptr.i end,
+  u = function(t) return t.ptr.u end,
+}
+
+local setters = {
+  requires_grad = function(t, v) T.requires_grad_(t, v) end,
+  grad = function(t, v)
+    if v ~= nil then raise('grad: only nil can be assigned (to drop the gradient)') end
+    local c = t.ptr
+    local g = c.grad_
+    if g ~= nil then c.grad_ = nil; C.lat_release(g) end
+  end,
+}
+
+lat._methods, lat._getters, lat._setters = T, getters, setters
+lat._read_shape, lat._read_dims, lat._shape_buf, lat._dims_buf = read_shape, read_dims, shape_buf, dims_buf
+lat._need_tensor, lat._opt_tensor, lat._dtype_code = need_tensor, opt_tensor, dtype_code
+
+return lat

@@ -1,0 +1,45 @@
+-- Elementwise ops, matmul, linear and layout ops: finite differences and PyTorch parity.
+local H = require 'harness'
+local lat = require 'lat'
+
+H.ops{
+  { name = 'add same shape', inputs = { { 'a', { { 3, 5 } } }, { 'b', { { 3, 5 } } } }, lat = function(a, b) return a + b end, torch = 'a + b' },
+  { name = 'add broadcast row', inputs = { { 'a', { { 4, 3, 5 } } }, { 'b', { { 5 } } } }, lat = function(a, b) return a + b end, torch = 'a + b' },
+  { name = 'sub broadcast both', inputs = { { 'a', { { 4, 1, 5 } } }, { 'b', { { 3, 1 } } } }, lat = function(a, b) return a - b end, torch = 'a - b' },
+  { name = 'mul broadcast channel', inputs = { { 'a', { { 2, 3, 4, 5 } } }, { 'b', { { 1, 3, 1, 1 } } } }, lat = function(a, b) return a * b end, torch = 'a * b' },
+  { name = 'mul same tensor twice', inputs = { { 'a', { { 7 } } } }, lat = function(a) return a * a end, torch = 'a * a' },
+  { name = 'div broadcast', inputs = { { 'a', { { 3, 4 } } }, { 'b', { { 3, 1 }, 'pos' } } }, lat = function(a, b) return a / b end, torch = 'a / b' },
+  { name = 'scalar ops', inputs = { { 'a', { { 6 } } } }, lat = function(a) return (a * 3 + 2) / 4 - 1 end, torch = '(a * 3 + 2) / 4 - 1' },
+  { name = 'number minus and over tensor', inputs = { { 'a', { { 6 }, 'pos' } } }, lat = function(a) return 2 - 3 / a end, torch = '2 - 3 / a' },
+  { name = 'neg', inputs = { { 'x', { { 9 } } } }, lat = function(x) return -x end, torch = '-x' },
+  { name = 'exp', inputs = { { 'x', { { 3, 7 } } } }, lat = function(x) return x:exp() end, torch = 'x.exp()' },
+  { name = 'log', inputs = { { 'x', { { 3, 7 }, 'pos' } } }, lat = function(x) return x:log() end, torch = 'x.log()' },
+  { name = 'sqrt', inputs = { { 'x', { { 3, 7 }, 'pos' } } }, lat = function(x) return x:sqrt() end, torch = 'x.sqrt()' },
+  { name = 'abs', inputs = { { 'x', { { 3, 7 }, 'away' } } }, lat = function(x) return x:abs() end, torch = 'x.abs()', kinks = true },
+  { name = 'relu', inputs = { { 'x', { { 5, 11 }, 'away' } } }, lat = function(x) return x:relu() end, torch = 'x.relu()', kinks = true },
+  { name = 'gelu', inputs = { { 'x', { { 5, 11 } } } }, lat = function(x) return x:gelu() end, torch = 'F.gelu(x)' },
+  { name = 'tanh', inputs = { { 'x', { { 5, 11 } } } }, lat = function(x) return x:tanh() end, torch = 'x.tanh()' },
+  { name = 'sigmoid', inputs = { { 'x', { { 5, 11 } } } }, lat = function(x) return x:sigmoid() end, torch = 'x.sigmoid()' },
+  { name = 'pow 3', inputs = { { 'x', { { 13 } } } }, lat = function(x) return x ^ 3 end, torch = 'x ** 3' },
+  { name = 'pow 0.5', inputs = { { 'x', { { 13 }, 'pos' } } }, lat = function(x) return x:pow(0.5) end, torch = 'x ** 0.5' },
+  { name = 'clamp', inputs = { { 'x', { { 40 } } } }, lat = function(x) return x:clamp(-0.5, 0.7) end, torch = 'x.clamp(-0.5, 0.7)', kinks = true },
+  { name = 'where', inputs = { { 'c', { { 3, 4 } } }, { 'a', { { 3, 4 } } }, { 'b', { { 4 } } } },
+    lat = function(c, a, b) return lat.where(c:gt(0), a, b) end, torch = 'torch.where(c > 0, a, b)', grad = { 'a', 'b' } },
+  { name = 'matmul 2d', inputs = { { 'a', { { 7, 5 } } }, { 'b', { { 5, 3 } } } }, lat = function(a, b) return a:matmul(b) end, torch = 'a @ b' },
+  { name = 'matmul batched by matrix', inputs = { { 'a', { { 2, 3, 7, 5 } } }, { 'b', { { 5, 4 } } } }, lat = function(a, b) return a:matmul(b) end, torch = 'a @ b' },
+  { name = 'matmul batched', inputs = { { 'a', { { 3, 7, 5 } } }, { 'b', { { 3, 5, 2 } } } }, lat = function(a, b) return a:matmul(b) end, torch = 'a @ b' },
+  { name = 'matmul broadcast batch', inputs = { { 'a', { { 2, 1, 4, 5 } } }, { 'b', { { 3, 5, 2 } } } }, lat = function(a, b) return a:matmul(b) end, torch = 'a @ b' },
+  { name = 'matmul matrix by batch', inputs = { { 'a', { { 4, 5 } } }, { 'b', { { 3, 5, 2 } } } }, lat = function(a, b) return a:matmul(b) end, torch = 'a @ b' },
+  { name = 'linear with bias', inputs = { { 'x', { { 2, 3, 6 } } }, { 'w', { { 4, 6 } } }, { 'b', { { 4 } } } }, lat = function(x, w, b) return lat.linear(x, w, b) end, torch = 'F.linear(x, w, b)' },
+  { name = 'linear without bias', inputs = { { 'x', { { 5, 6 } } }, { 'w', { { 3, 6 } } } }, lat = function(x, w) return lat.linear(x, w) end, torch = 'F.linear(x, w)' },
+  { name = 'reshape', inputs = { { 'x', { { 2, 6 } } } }, lat = function(x) return x:reshape(3, -1) * 2 end, torch = 'x.reshape(3, -1) * 2' },
+  { name = 'narrow dim 1 (view)', inputs = { { 'x', { { 5, 3 } } } }, lat = function(x) return x:narrow(1, 2, 3) * 1 end, torch = 'x.narrow(0, 1, 3) * 1' },
+  { name = 'narrow dim 2 (copy)', inputs = { { 'x', { { 4, 6, 2 } } } }, lat = function(x) return x:narrow(2, 3, 2) end, torch = 'x.narrow(1, 2, 2)' },
+  { name = 'transpose', inputs = { { 'x', { { 3, 4, 5 } } } }, lat = function(x) return x:transpose(1, 3) end, torch = 'x.transpose(0, 2)' },
+  { name = 'permute', inputs = { { 'x', { { 2, 3, 4, 5 } } } }, lat = function(x) return x:permute(3, 1, 4, 2) end, torch = 'x.permute(2, 0, 3, 1)' },
+  { name = 'expand', inputs = { { 'x', { { 3, 1 } } } }, lat = function(x) return x:expand(2, 3, 4) end, torch = 'x.expand(2, 3, 4)' },
+  { name = 'cat dim 2', inputs = { { 'a', { { 2, 3 } } }, { 'b', { { 2, 5 } } } }, lat = function(a, b) return lat.cat({ a, b, a }, 2) end, torch = 'torch.cat([a, b, a], 1)' },
+  { name = 'cat dim 1', inputs = { { 'a', { { 2, 3 } } }, { 'b', { { 1, 3 } } } }, lat = function(a, b) return lat.cat({ a, b }, 1) end, torch = 'torch.cat([a, b], 0)' },
+}
+
+H.finish()
