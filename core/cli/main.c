@@ -107,7 +107,7 @@ static int cli_add_history(lua_State *L) {
   if (!interactive()) return 0;
   add_history(line);
   const char *p = history_path();
-  if (p && append_history(1, p) != 0) write_history(p);
+  if (p) write_history(p); /* libedit's own format: spaces stored as \040 */
   return 0;
 }
 

@@ -45,13 +45,16 @@ function M.c_error()
 end
 
 -- Garbage tensors hold C memory that LuaJIT's collector cannot see, so collect when the live
--- bytes grow past a threshold that follows what stays live after a collection.
-local MIN_THRESHOLD = 128 * 2 ^ 20
-local threshold = MIN_THRESHOLD
+-- bytes exceed what stayed live after the last collection by a margin. A small margin keeps the
+-- buffers that steps reuse few and warm in cache; a full collection of a recipe's small Lua
+-- heap costs well under a millisecond.
+local MIN_MARGIN = 32 * 2 ^ 20
+local threshold = MIN_MARGIN
 local function relieve_pressure()
   if tonumber(C.lat_live_bytes()) > threshold then
     collectgarbage()
-    threshold = math.max(MIN_THRESHOLD, 2 * tonumber(C.lat_live_bytes()))
+    local live = tonumber(C.lat_live_bytes())
+    threshold = live + math.max(MIN_MARGIN, live / 4)
   end
 end
 M.relieve_pressure = relieve_pressure

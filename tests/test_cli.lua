@@ -1,0 +1,93 @@
+-- The lat command: --help, --version, -e, scripts with arguments, and the REPL through
+-- standard input and through a pseudo-terminal.
+local H = require 'harness'
+local lat = require 'lat'
+
+local LAT = arg[-1]
+local tmpdir = os.getenv('LAT_TEST_TMP') or '/tmp'
+
+local function run(cmd)
+  local p = assert(io.popen(cmd .. ' 2>&1; echo "[exit $?]"'))
+  local out = p:read('*a')
+  p:close()
+  return out
+end
+
+local function write(path, text)
+  local f = assert(io.open(path, 'w'))
+  f:write(text)
+  f:close()
+  return path
+end
+
+H.test('--help and --version', function()
+  local out = run(LAT .. ' --help')
+  H.assert(out:find('usage: lat', 1, true) and out:find('[exit 0]', 1, true), out)
+  out = run(LAT .. ' --version')
+  H.assert(out:match('^lat %d+%.%d+%.%d+') and out:find('LuaJIT', 1, true), out)
+  out = run(LAT .. ' --frobnicate')
+  H.assert(out:find("unknown option '--frobnicate'", 1, true) and out:find('[exit 2]', 1, true), out)
+end)
+
+H.test('-e evaluates a snippet with lat loaded', function()
+  local out = run(LAT .. [[ -e 'print(lat.ones(2, 2):sum():item())']])
+  H.assert(out:find('^4%.?0?\n') and out:find('[exit 0]', 1, true), out)
+  out = run(LAT .. [[ -e 'error("broken")']])
+  H.assert(out:find('broken', 1, true) and out:find('[exit 1]', 1, true), out)
+end)
+
+H.test('a script sees its arguments and lat.args parses them', function()
+  local script = write(tmpdir .. '/args_script.lua', [[
+local lat = require 'lat'
+local opt = lat.args{ epochs = 3, lr = 0.1, quick = false, name = 'x' }
+print(arg[0]:match('args_script.lua') ~= nil, #arg, opt.epochs, opt.lr, opt.quick, opt.name, opt[1])
+]])
+  local out = run(LAT .. ' ' .. script .. ' --epochs=5 --lr 0.01 --quick --name=run1 extra')
+  H.assert(out:find('true\t6\t5\t0.01\ttrue\trun1\textra', 1, true), out)
+  out = run(LAT .. ' ' .. script .. ' --epoch=5')
+  H.assert(out:find("unknown option '--epoch'", 1, true) and out:find('[exit 1]', 1, true), out)
+end)
+
+H.test('REPL over standard input: values, tensors, errors, multi-line', function()
+  local input = write(tmpdir .. '/repl_in.txt', table.concat({
+    '1 + 2',
+    'x = lat.tensor{{1, 2}, {3, 4}}',
+    'x * 2',
+    'error("oops")',
+    'for i = 1, 2 do',
+    '  print("line", i)',
+    'end',
+    'x:sum():item()',
+  }, '\n') .. '\n')
+  local out = run(LAT .. ' < ' .. input)
+  H.assert(out:find('3\n', 1, true), 'value printed: ' .. out)
+  H.assert(out:find('tensor({{2., 4.},', 1, true) and out:find('shape={2, 2}', 1, true), 'tensor printed: ' .. out)
+  H.assert(out:find('oops', 1, true), 'error printed: ' .. out)
+  H.assert(out:find('line\t1\nline\t2', 1, true), 'multi-line chunk: ' .. out)
+  H.assert(out:find('\n10\n', 1, true), 'still running after the error: ' .. out)
+  H.assert(out:find('[exit 0]', 1, true), out)
+end)
+
+H.test('REPL in a pseudo-terminal: prompt, line editing, history file', function()
+  local hist = tmpdir .. '/lat_history_test'
+  os.remove(hist)
+  local lines = write(tmpdir .. '/pty_lines.txt', table.concat({
+    'y = lat.arange(3)',
+    'y + 1',
+    'nosuchfunction()',
+    'print("alive")',
+  }, '\n'))
+  local out = run(('LAT_HISTORY=%s /usr/bin/python3 pty_drive.py %s %s'):format(hist, lines, LAT))
+  H.assert(out:find('> ', 1, true), 'prompt shown: ' .. out)
+  H.assert(out:find('tensor({1., 2., 3.}', 1, true), 'tensor printed: ' .. out)
+  H.assert(out:find('nosuchfunction', 1, true), 'error shown: ' .. out)
+  H.assert(out:find('alive', 1, true), 'still running after the error: ' .. out)
+  H.assert(out:find('[exit 0]', 1, true), out)
+  local f = io.open(hist)
+  H.assert(f, 'history file written')
+  local text = f:read('*a'):gsub('\\040', ' ')
+  f:close()
+  H.assert(text:find('y + 1', 1, true), 'history holds the commands: ' .. text)
+end)
+
+H.finish()
