@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# setup.sh: installs what lat needs on Debian 12 (run as root), then builds it into build/.
+# Safe to run again: it installs only what is missing and rebuilds only what changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# what each package is for:
+#   build-essential cmake pkg-config   compiler and build
+#   libluajit-5.1-dev                  LuaJIT, the scripting layer and the lat command
+#   libopenblas-dev                    sgemm for every matrix product
+#   libpng-dev libzstd-dev zlib1g-dev  images, compressed checkpoints, gzip'd data files
+#   libedit-dev                        line editing and history in the REPL (BSD licence)
+#   lua-cjson                          JSON for tests and results files
+#   python3-torch python3-numpy        the reference the tests and benchmarks compare against
+PACKAGES="build-essential cmake pkg-config libluajit-5.1-dev libopenblas-dev libpng-dev
+  libzstd-dev zlib1g-dev libedit-dev lua-cjson python3-torch python3-numpy"
+
+missing=""
+for p in $PACKAGES; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  echo "setup: installing$missing"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends $missing
+fi
+
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release > /dev/null
+cmake --build build -j"$(nproc)"
