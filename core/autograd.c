@@ -142,9 +142,10 @@ static int run(lat_tensor *root, lat_tensor *root_grad, int n, lat_tensor **wrt,
   for (int k = 0; k < n; k++) {
     if (!wrt[k]) return lat__failc("grad: input %d is nil", k + 1);
     if (!wrt[k]->req_grad_)
-      return lat__failc("grad: input %d does not require gradients", k + 1);
-    wrt[k]->mark_ |= WANTED;
+      return lat__failc("grad: input %d (shape %s) does not require gradients", k + 1,
+                        SHAPE(wrt[k]));
   }
+  for (int k = 0; k < n; k++) wrt[k]->mark_ |= WANTED; /* only once all are valid */
   list order = {0};
   if (!topo_sort(root, &order)) {
     clear(&order);
@@ -166,7 +167,8 @@ static int run(lat_tensor *root, lat_tensor *root_grad, int n, lat_tensor **wrt,
   int rc = 0;
   for (int k = 0; k < n; k++)
     if (!(wrt[k]->mark_ & NEEDED)) {
-      rc = lat__failc("grad: input %d is not used to compute the output", k + 1);
+      rc = lat__failc("grad: input %d (shape %s) is not used to compute the output", k + 1,
+                      SHAPE(wrt[k]));
       goto done;
     }
   root->bgrad_ = root_grad ? lat_clone(root_grad) : lat_full(LAT_F32, root->ndim, root->shape_, 1);

@@ -79,9 +79,10 @@ lat_tensor *lat_narrow(lat_tensor *t, int dim, int64_t start, int64_t length) {
   int d = lat__norm_dim(t, dim, "narrow");
   if (d < 0) return NULL;
   if (start < 0 || length < 0 || start + length > t->shape_[d])
-    return lat__fail("narrow: elements %lld to %lld (0-based) are out of range for dimension %d "
-                     "of size %lld in a tensor of shape %s", (long long)start,
-                     (long long)(start + length - 1), d, (long long)t->shape_[d], SHAPE(t));
+    return lat__fail("narrow: elements %lld to %lld (counting from 1; %lld to %lld from 0) do "
+                     "not fit dimension %d (counting from 1) of size %lld in a tensor of shape %s",
+                     (long long)start + 1, (long long)(start + length), (long long)start,
+                     (long long)(start + length - 1), d + 1, (long long)t->shape_[d], SHAPE(t));
   int64_t shape[LAT_MAX_DIMS], outer, inner;
   memcpy(shape, t->shape_, sizeof shape);
   shape[d] = length;

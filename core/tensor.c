@@ -193,8 +193,13 @@ int lat__norm_dim(const lat_tensor *t, int dim, const char *op) {
   int nd = t->ndim;
   int d = dim < 0 ? dim + nd : dim;
   if (d < 0 || d >= nd) {
-    lat__fail("%s: dimension %d is out of range for a tensor of shape %s (0-based in C)", op, dim,
-              SHAPE(t));
+    if (dim >= 0) /* say it both ways: Lua counts dimensions from 1, C from 0 */
+      lat__fail("%s: dimension %d (counting from 1; %d from 0) is out of range for a tensor of "
+                "shape %s, which has %d dimension%s", op, dim + 1, dim, SHAPE(t), nd,
+                nd == 1 ? "" : "s");
+    else
+      lat__fail("%s: dimension %d is out of range for a tensor of shape %s, which has %d "
+                "dimension%s", op, dim, SHAPE(t), nd, nd == 1 ? "" : "s");
     return -1;
   }
   return d;

@@ -74,12 +74,13 @@ function T.sum(x, dims, keepdim)
 end
 
 function T.mean(x, dims, keepdim)
+  local s = T.sum(x, dims, keepdim) -- first, so that bad dims are reported by sum
   local count = 1
   if dims == nil then count = x:numel()
   else
     for _, d in ipairs(type(dims) == 'table' and dims or { dims }) do count = count * x:size(d) end
   end
-  return T.sum(x, dims, keepdim):mul(1 / count)
+  return s:mul(1 / count)
 end
 
 function T.amax(x, dims, keepdim)
@@ -138,7 +139,10 @@ end
 function T.unsqueeze(x, dim)
   local shape, nd = x.shape, x.ndim
   local d = dim < 0 and nd + dim + 2 or dim
-  if d < 1 or d > nd + 1 then raise(('unsqueeze: dimension %d out of range'):format(dim)) end
+  if d < 1 or d > nd + 1 then
+    raise(('unsqueeze: dimension %s is out of range for a tensor of shape [%s] (use 1 to %d, or -%d to -1)')
+      :format(tostring(dim), table.concat(shape, ', '), nd + 1, nd + 1))
+  end
   table.insert(shape, d, 1)
   return x:reshape(shape)
 end
@@ -155,13 +159,25 @@ end
 -- narrow(dim, start, length): start is 1-based
 function T.narrow(x, dim, start, length)
   local d = cdim(dim, 'narrow')
+  if start == 0 then raise('narrow: start 0 is invalid (positions are 1-based; -1 is the last)') end
   if start < 0 then start = x:size(dim) + start + 1 end
   return wrap(C.lat_narrow(need(x, 'narrow: input'), d, start - 1, length))
 end
 
 -- select(dim, i): the slice at 1-based position i, with that dimension removed
 function T.select(x, dim, i)
-  if i < 0 then i = x:size(dim) + i + 1 end
+  local shape = x.shape
+  local d = cdim(dim, 'select')
+  if d < 0 then d = #shape + d end
+  if d < 0 or d >= #shape then
+    raise(('select: dimension %d is out of range for a tensor of shape [%s]'):format(dim, table.concat(shape, ', ')))
+  end
+  local size = shape[d + 1]
+  if i == 0 or i > size or i < -size then
+    raise(('select: position %s is out of range for dimension %d of a tensor of shape [%s] (use 1 to %d, or -%d to -1)')
+      :format(tostring(i), dim, table.concat(shape, ', '), size, size))
+  end
+  if i < 0 then i = size + i + 1 end
   return x:narrow(dim, i, 1):squeeze(dim)
 end
 

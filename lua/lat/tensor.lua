@@ -75,6 +75,7 @@ local function read_dims(dims, what)
   if dims == nil then return 0 end
   if type(dims) == 'number' then dims_buf[0] = cdim(dims, what); return 1 end
   if type(dims) ~= 'table' then raise(what .. ': dims must be a number or a table of numbers') end
+  if #dims > 8 then raise(('%s: %d dimensions given, a tensor has at most 8'):format(what, #dims)) end
   for i = 1, #dims do dims_buf[i - 1] = cdim(dims[i], what) end
   return #dims
 end
@@ -145,16 +146,31 @@ function lat.tensor(data, opts)
       shape[#shape + 1] = #probe
       probe = probe[1]
     end
+    -- path: the 1-based position of x, for messages ('[2, 1]'); the first entries fix the shape
+    local path = {}
+    local function where() return #path > 0 and ('entry [' .. table.concat(path, ', ') .. ']') or 'the table' end
     local function walk(x, depth)
       if depth > #shape then
-        if type(x) ~= 'number' then raise('tensor: expected a number, got ' .. type(x)) end
+        if type(x) ~= 'number' then
+          raise(('tensor: ragged nested table: %s is a %s where a number was expected (shape %s from the first entries)')
+            :format(where(), type(x), '[' .. table.concat(shape, ', ') .. ']'))
+        end
         flat[#flat + 1] = x
         return
       end
-      if type(x) ~= 'table' or #x ~= shape[depth] then
-        raise(('tensor: ragged nested table (dimension %d should have %d entries)'):format(depth, shape[depth]))
+      if type(x) ~= 'table' then
+        raise(('tensor: ragged nested table: %s is a %s where a table of %d entries was expected (shape %s from the first entries)')
+          :format(where(), type(x), shape[depth], '[' .. table.concat(shape, ', ') .. ']'))
       end
-      for i = 1, #x do walk(x[i], depth + 1) end
+      if #x ~= shape[depth] then
+        raise(('tensor: ragged nested table: %s has %d entries, but dimension %d has %d (shape %s from the first entries)')
+          :format(where(), #x, depth, shape[depth], '[' .. table.concat(shape, ', ') .. ']'))
+      end
+      for i = 1, #x do
+        path[depth] = i
+        walk(x[i], depth + 1)
+      end
+      path[depth] = nil
     end
     walk(data, 1)
   else
