@@ -254,35 +254,32 @@ function T.item(t)
   return dt == C.LAT_F32 and c.f[0] or dt == C.LAT_I32 and c.i[0] or c.u[0]
 end
 
--- t:get(i, j, ...) with 1-based positions, one per dimension
-function T.get(t, ...)
-  local c = t.ptr
+-- the flat element offset of 1-based positions (negative from the end), one per dimension
+local function offset_of(c, what, ...)
   local n = select('#', ...)
-  if n ~= c.ndim then raise(('get: %d positions given for a %d-dimensional tensor'):format(n, c.ndim)) end
+  if n ~= c.ndim then raise(('%s: %d positions given for a %d-dimensional tensor'):format(what, n, c.ndim)) end
   local off = 0
   for d = 1, n do
     local i = select(d, ...)
     local size = tonumber(c.shape_[d - 1])
     if i < 0 then i = size + i + 1 end
-    if i < 1 or i > size then raise(('get: position %d out of range 1..%d in dimension %d'):format(select(d, ...), size, d)) end
+    if i < 1 or i > size then raise(('%s: position %d out of range 1..%d in dimension %d'):format(what, select(d, ...), size, d)) end
     off = off * size + (i - 1)
   end
+  return off
+end
+
+-- t:get(i, j, ...) with 1-based positions, one per dimension
+function T.get(t, ...)
+  local c = t.ptr
+  local off = offset_of(c, 'get', ...)
   local dt = c.dtype_
   return dt == C.LAT_F32 and c.f[off] or dt == C.LAT_I32 and c.i[off] or c.u[off]
 end
 
 function T.set(t, value, ...)
   local c = t.ptr
-  local n = select('#', ...)
-  if n ~= c.ndim then raise(('set: %d positions given for a %d-dimensional tensor'):format(n, c.ndim)) end
-  local off = 0
-  for d = 1, n do
-    local i = select(d, ...)
-    local size = tonumber(c.shape_[d - 1])
-    if i < 0 then i = size + i + 1 end
-    if i < 1 or i > size then raise(('set: position %d out of range 1..%d in dimension %d'):format(select(d, ...), size, d)) end
-    off = off * size + (i - 1)
-  end
+  local off = offset_of(c, 'set', ...)
   local dt = c.dtype_
   if dt == C.LAT_F32 then c.f[off] = value elseif dt == C.LAT_I32 then c.i[off] = value else c.u[off] = value end
   return t
