@@ -171,12 +171,11 @@ static int run(lat_tensor *root, lat_tensor *root_grad, int n, lat_tensor **wrt,
                       SHAPE(wrt[k]));
       goto done;
     }
-  root->bgrad_ = root_grad ? lat_clone(root_grad) : lat_full(LAT_F32, root->ndim, root->shape_, 1);
+  /* the given gradient is only read (nothing accumulates into the root's gradient), so a view
+   * of it in the root's shape serves: no copy of a possibly large tensor per backward */
+  root->bgrad_ = root_grad ? lat__view(root_grad, 0, root->ndim, root->shape_)
+                           : lat_full(LAT_F32, root->ndim, root->shape_, 1);
   if (!root->bgrad_) { rc = -1; goto done; }
-  if (root_grad) { /* same count, maybe another shape: take the root's */
-    root->bgrad_->ndim = root->ndim;
-    memcpy(root->bgrad_->shape_, root->shape_, sizeof root->shape_);
-  }
   for (int k = order.n - 1; k >= 0 && rc == 0; k--) {
     lat_tensor *t = order.v[k];
     if (!(t->mark_ & NEEDED) || !t->bgrad_) continue;

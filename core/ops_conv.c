@@ -1,17 +1,11 @@
 /* ops_conv.c: 2-D convolution over NCHW tensors, forward and backward, as im2col + cblas_sgemm
  * over chunks of images (split across threads, each running a one-thread sgemm). */
-#include "internal.h"
+#include "conv.h"
 #include <cblas.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
-typedef struct {
-  int64_t N, C, H, W, O, kh, kw, OH, OW;
-  int64_t K, P;   /* K = C*kh*kw rows of a column matrix, P = OH*OW output positions */
-  int64_t B;      /* images per chunk: one gemm covers B*P columns */
-  int sh, sw, ph, pw;
-  bool direct;    /* 1x1 kernel, stride 1, no padding: x itself is the column matrix */
-} conv_geom;
 
 /* C[M,N] (ldc) = op(A) op(B) + beta C */
 static void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
@@ -93,6 +87,23 @@ static int split_threads(const conv_geom *g) {
   double flops = 2.0 * (double)g->N * (double)g->O * (double)g->P * (double)g->K;
   if (T <= 1 || n_chunks(g) < T || flops < 4e6) return 1;
   return T;
+}
+
+/* LAT_CONV_PATH=im2col or direct forces a path (for tests and benchmarks); default: direct
+ * kernels where they apply and there is an image per thread or the work is small */
+static bool use_direct(const conv_geom *g) {
+  if (!lat__conv_direct_ok(g)) return false;
+  const char *e = getenv("LAT_CONV_PATH");
+  if (e && !strcmp(e, "im2col")) return false;
+  if (e && !strcmp(e, "direct")) return true;
+  double flops = 2.0 * (double)g->N * (double)g->O * (double)g->P * (double)g->K;
+  return g->N >= lat__threads() || flops < 5e7;
+}
+
+static int direct_threads(const conv_geom *g) {
+  int T = lat__threads();
+  double flops = 2.0 * (double)g->N * (double)g->O * (double)g->P * (double)g->K;
+  return T > 1 && g->N >= T && flops >= 4e6 ? T : 1;
 }
 
 static void blas_threads(int nt) {
@@ -274,6 +285,9 @@ static int conv_backward(lat_node *n, const lat_tensor *gout) {
   float *gw = nw ? lat__grad_buf(n, 1, &acc_w) : NULL;
   float *gb = nb ? lat__grad_buf(n, 2, &acc_b) : NULL;
   if ((nx && !gx) || (nw && !gw) || (nb && !gb)) return -1;
+  if (use_direct(&g))
+    return lat__conv_direct_backward(&g, n->in[0]->f, n->in[1]->f, gout->f, gx, acc_x, gw, acc_w,
+                                     gb, acc_b, direct_threads(&g));
   int nt = split_threads(&g);
   bw_layout l = layout(&g, nx, nw, nb);
   scratch s;
@@ -345,7 +359,12 @@ lat_tensor *lat_conv2d(lat_tensor *x, lat_tensor *w, lat_tensor *b, int stride_h
   int64_t shape[4] = {g.N, g.O, g.OH, g.OW};
   lat_tensor *y = lat__new(LAT_F32, 4, shape);
   if (!y) return NULL;
-  if (g.N > 0 && g.O > 0 && g.P > 0) {
+  if (g.N > 0 && g.O > 0 && g.P > 0 && use_direct(&g)) {
+    if (lat__conv_direct_forward(&g, x->f, w->f, b ? b->f : NULL, y->f, direct_threads(&g))) {
+      lat_release(y);
+      return NULL;
+    }
+  } else if (g.N > 0 && g.O > 0 && g.P > 0) {
     int nt = split_threads(&g);
     int64_t each = (g.direct && g.B == 1 ? 0 : g.K * g.B * g.P) + (g.B > 1 ? g.O * g.B * g.P : 0);
     each = (each + 15) & ~(int64_t)15;
