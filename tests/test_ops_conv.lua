@@ -61,6 +61,10 @@ H.ops{
     torch = 'F.max_pool2d(x, 2)', kinks = true },
   -- average pooling (count_include_pad=True, PyTorch's default)
   { name = 'avg_pool2d 2x2', inputs = { { 'x', { { 2, 3, 6, 8 } } } }, lat = function(x) return lat.avg_pool2d(x, 2) end, torch = 'F.avg_pool2d(x, 2)' },
+  { name = 'avg_pool2d 2x2 odd size', inputs = { { 'x', { { 2, 3, 7, 5 } } } }, lat = function(x) return lat.avg_pool2d(x, 2) end, torch = 'F.avg_pool2d(x, 2)' },
+  { name = 'avg_pool2d and max_pool2d of one input (gradients accumulate)', inputs = { { 'x', { { 2, 2, 6, 4 } } } },
+    lat = function(x) return lat.avg_pool2d(x, 2) * lat.avg_pool2d(x, 2) + lat.max_pool2d(x, 2) * lat.max_pool2d(x, 2) end,
+    torch = 'F.avg_pool2d(x, 2) * F.avg_pool2d(x, 2) + F.max_pool2d(x, 2) * F.max_pool2d(x, 2)', kinks = true },
   { name = 'avg_pool2d 3x3 stride 2 pad 1', inputs = { { 'x', { { 2, 2, 7, 8 } } } }, lat = function(x) return lat.avg_pool2d(x, 3, { stride = 2, padding = 1 }) end,
     torch = 'F.avg_pool2d(x, 3, stride=2, padding=1)' },
   { name = 'avg_pool2d 3x2 stride 1 pad {1,0}', inputs = { { 'x', { { 2, 2, 5, 6 } } } }, lat = function(x) return lat.avg_pool2d(x, { 3, 2 }, { stride = 1, padding = { 1, 0 } }) end,

@@ -82,6 +82,13 @@ add('conv 32->64 f+b (x,w,b)', conv_case(32, 64, 'xwb'))
 add('conv 1->32 f+b (x only)', conv_case(1, 32, 'x'))
 add('conv 32->64 f+b (x only)', conv_case(32, 64, 'x'))
 
+do
+  local x = lat.randn({ 128, 32, 28, 28 }, { rng = g }):requires_grad_(true)
+  local gy = lat.randn({ 128, 32, 14, 14 }, { rng = g })
+  add('max_pool2d 2x2 f+b', function() return lat.grad(lat.max_pool2d(x, 2), { x }, gy) end)
+  add('avg_pool2d 2x2 f+b', function() return lat.grad(lat.avg_pool2d(x, 2), { x }, gy) end)
+end
+
 local function wanted(name)
   if not only then return true end
   for f in only:gmatch('[^,]+') do if name:find(f, 1, true) then return true end end

@@ -57,6 +57,11 @@ def main():
     work["conv 1->32 f+b (x only)"] = conv_case(1, 32, "x")
     work["conv 32->64 f+b (x only)"] = conv_case(32, 64, "x")
 
+    xp = torch.randn(128, 32, 28, 28, requires_grad=True)
+    gp = torch.randn(128, 32, 14, 14)
+    work["max_pool2d 2x2 f+b"] = lambda: torch.autograd.grad(F.max_pool2d(xp, 2), [xp], gp)
+    work["avg_pool2d 2x2 f+b"] = lambda: torch.autograd.grad(F.avg_pool2d(xp, 2), [xp], gp)
+
     for name, fn in work.items():
         if only and not any(o in name for o in only):
             continue
