@@ -164,6 +164,10 @@ lat_tensor *lat_max_pool2d(lat_tensor *x, int kh, int kw, int sh, int sw, int ph
 
 /* ---- average pooling (padding counts as zeros in the divisor, as PyTorch's default) ---- */
 
+static bool is_2x2(const pool_geom *g) {
+  return g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0;
+}
+
 static void avg_forward(const pool_geom *g, const float *x, float *y) {
   int64_t HW = g->H * g->W, OP = g->OH * g->OW;
   float scale = 1.0f / (float)(g->kh * g->kw);
@@ -171,6 +175,14 @@ static void avg_forward(const pool_geom *g, const float *x, float *y) {
   for (int64_t pl = 0; pl < g->planes; pl++) {
     const float *xp = x + pl * HW;
     float *yp = y + pl * OP;
+    if (is_2x2(g)) {
+      for (int64_t oh = 0; oh < g->OH; oh++) {
+        const float *r0 = xp + 2 * oh * g->W, *r1 = r0 + g->W;
+        for (int64_t ow = 0; ow < g->OW; ow++)
+          yp[oh * g->OW + ow] = 0.25f * ((r0[2 * ow] + r0[2 * ow + 1]) + (r1[2 * ow] + r1[2 * ow + 1]));
+      }
+      continue;
+    }
     for (int64_t oh = 0; oh < g->OH; oh++)
       for (int64_t ow = 0; ow < g->OW; ow++) {
         WINDOW
@@ -188,8 +200,18 @@ static void avg_backward(const pool_geom *g, const float *gy, float *gx, bool ac
   #pragma omp parallel for schedule(static) if (par_planes(g))
   for (int64_t pl = 0; pl < g->planes; pl++) {
     float *gp = gx + pl * HW;
-    if (!acc) memset(gp, 0, (size_t)HW * sizeof *gp);
     const float *gyp = gy + pl * OP;
+    if (is_2x2(g) && !acc && g->H % 2 == 0 && g->W % 2 == 0) { /* every input in one window */
+      for (int64_t oh = 0; oh < g->OH; oh++) {
+        float *r0 = gp + 2 * oh * g->W, *r1 = r0 + g->W;
+        for (int64_t ow = 0; ow < g->OW; ow++) {
+          float d = 0.25f * gyp[oh * g->OW + ow];
+          r0[2 * ow] = r0[2 * ow + 1] = r1[2 * ow] = r1[2 * ow + 1] = d;
+        }
+      }
+      continue;
+    }
+    if (!acc) memset(gp, 0, (size_t)HW * sizeof *gp);
     for (int64_t oh = 0; oh < g->OH; oh++)
       for (int64_t ow = 0; ow < g->OW; ow++) {
         WINDOW

@@ -1,0 +1,72 @@
+"""bench_torch.py: PyTorch side of lat's benchmarks (see run.sh). Prints one line per workload:
+'name<TAB>median_ms'. Usage: bench_torch.py THREADS [REPEATS]."""
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+def timeit(fn, repeats, warmup=3):
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts) * 1000
+
+
+def main():
+    threads = int(sys.argv[1])
+    repeats = int(sys.argv[2]) if len(sys.argv) > 2 else 10
+    only = sys.argv[3].split(",") if len(sys.argv) > 3 else None
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    work = {}
+
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    work["matmul 1024^3"] = lambda: a @ b
+
+    x = torch.randn(128, 784, requires_grad=True)
+    w = torch.randn(256, 784, requires_grad=True)
+    bias = torch.randn(256, requires_grad=True)
+    g = torch.randn(128, 256)
+
+    def linear():
+        y = F.linear(x, w, bias)
+        torch.autograd.grad(y, [x, w, bias], g)
+    work["linear 128x784->256 f+b"] = linear
+
+    def conv_case(c, o, wrt):
+        xc = torch.randn(128, c, 28, 28, requires_grad=True)
+        wc = (torch.randn(o, c, 3, 3) * 0.1).requires_grad_(True)
+        bc = torch.randn(o, requires_grad=True)
+        gc = torch.randn(128, o, 28, 28)
+        ins = {"x": xc, "w": wc, "b": bc}
+        targets = [ins[k] for k in wrt]
+
+        def run():
+            y = F.conv2d(xc, wc, bc, padding=1)
+            torch.autograd.grad(y, targets, gc)
+        return run
+    work["conv 1->32 f+b (x,w,b)"] = conv_case(1, 32, "xwb")
+    work["conv 32->64 f+b (x,w,b)"] = conv_case(32, 64, "xwb")
+    work["conv 1->32 f+b (x only)"] = conv_case(1, 32, "x")
+    work["conv 32->64 f+b (x only)"] = conv_case(32, 64, "x")
+
+    xp = torch.randn(128, 32, 28, 28, requires_grad=True)
+    gp = torch.randn(128, 32, 14, 14)
+    work["max_pool2d 2x2 f+b"] = lambda: torch.autograd.grad(F.max_pool2d(xp, 2), [xp], gp)
+    work["avg_pool2d 2x2 f+b"] = lambda: torch.autograd.grad(F.avg_pool2d(xp, 2), [xp], gp)
+
+    for name, fn in work.items():
+        if only and not any(o in name for o in only):
+            continue
+        print(f"{name}\t{timeit(fn, repeats):.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
