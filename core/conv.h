@@ -9,7 +9,7 @@ typedef struct {
   int64_t K, P;   /* K = C*kh*kw rows of a column matrix, P = OH*OW output positions */
   int64_t B;      /* im2col path: images per chunk, one gemm covers B*P columns */
   int sh, sw, ph, pw;
-  bool direct;    /* 1x1 kernel, stride 1, no padding: x itself is the column matrix */
+  bool x_is_col;  /* 1x1 kernel, stride 1, no padding: x itself is the column matrix */
 } conv_geom;
 
 /* Whether the direct kernels handle this geometry (built with AVX-512; a kernel larger than
