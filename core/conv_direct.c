@@ -36,6 +36,10 @@ enum { SLACK = 256 }; /* zero floats after each padded buffer: tiles read up to 
 
 bool lat__conv_direct_ok(const conv_geom *g) {
   if (g->H <= 0 || g->W <= 0 || g->C <= 0 || g->O <= 0 || g->kh * g->kw == 1) return false;
+  /* offsets into the padded input (or padded gy) are int32 */
+  double span = (double)(g->C > g->O ? g->C : g->O) * (double)(g->H + 2 * g->ph + 2 * g->kh) *
+                (double)(g->W + 2 * g->pw + 2 * g->kw);
+  if (span > 2e9) return false;
   if (g->sh == 1 && g->sw == 1) return g->ph < g->kh && g->pw < g->kw;
   /* strided: every phase of the input is used by some tap */
   return g->sh <= g->kh && g->sw <= g->kw && g->sh * g->sw <= 16;
