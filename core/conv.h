@@ -1,4 +1,4 @@
-/* conv.h: what ops_conv.c (im2col + sgemm) and conv_direct.c (stride-1 AVX-512 kernels) share. */
+/* conv.h: what ops_conv.c (im2col + sgemm) and conv_direct.c (AVX-512 kernels) share. */
 #ifndef LAT_CONV_H
 #define LAT_CONV_H
 
@@ -9,11 +9,11 @@ typedef struct {
   int64_t K, P;   /* K = C*kh*kw rows of a column matrix, P = OH*OW output positions */
   int64_t B;      /* im2col path: images per chunk, one gemm covers B*P columns */
   int sh, sw, ph, pw;
-  bool direct;    /* 1x1 kernel, stride 1, no padding: x itself is the column matrix */
+  bool x_is_col;  /* 1x1 kernel, stride 1, no padding: x itself is the column matrix */
 } conv_geom;
 
-/* Whether the direct kernels handle this geometry (stride 1, padding below the kernel size,
- * built with AVX-512). */
+/* Whether the direct kernels handle this geometry (built with AVX-512; a kernel larger than
+ * 1x1; stride 1 with padding below the kernel size, or a stride no larger than the kernel). */
 bool lat__conv_direct_ok(const conv_geom *g);
 /* y = conv(x, w) + b over nt threads (images split between them); -1 on out of memory. */
 int lat__conv_direct_forward(const conv_geom *g, const float *x, const float *w, const float *b,

@@ -1,4 +1,4 @@
-/* conv_direct.c: stride-1 convolution without im2col, on AVX-512 register-tile kernels.
+/* conv_direct.c: convolution without im2col, on AVX-512 register-tile kernels.
  *
  * Each image is copied once into a zero-padded buffer xp [C, Hp, Wp]. On the "grid" of
  * positions q = oh*Wp + ow of that buffer, reduction row k = (c, i, j) of the column matrix is
@@ -8,9 +8,9 @@
  *                       and their two channel axes swapped (a full correlation)
  *   d weight dw[o][k] = sum_(oh,ow) gy[o][oh][ow] xp[off[k] + oh*Wp + ow] (kernel D, on gy
  *                       transposed so that a vector runs over output channels)
- * Grid columns
- * ow >= OW are computed by F and never stored: outputs are written straight into y (or dx)
- * with masked stores. */
+ * Grid columns ow >= OW are computed by F and never stored: outputs are written straight into
+ * y (or dx) with masked stores. Strides above 1 split the padded input into its phases (see
+ * input_planes) so that the same kernels apply; d input then runs F once per phase. */
 #include "conv.h"
 #include <string.h>
 
@@ -35,8 +35,14 @@ int lat__conv_direct_backward(const conv_geom *g, const float *x, const float *w
 enum { SLACK = 256 }; /* zero floats after each padded buffer: tiles read up to 8 vectors past */
 
 bool lat__conv_direct_ok(const conv_geom *g) {
-  return g->sh == 1 && g->sw == 1 && g->ph < g->kh && g->pw < g->kw && g->kh * g->kw > 1 &&
-         g->H > 0 && g->W > 0 && g->C > 0 && g->O > 0;
+  if (g->H <= 0 || g->W <= 0 || g->C <= 0 || g->O <= 0 || g->kh * g->kw == 1) return false;
+  /* offsets into the padded input (or padded gy) are int32 */
+  double span = (double)(g->C > g->O ? g->C : g->O) * (double)(g->H + 2 * g->ph + 2 * g->kh) *
+                (double)(g->W + 2 * g->pw + 2 * g->kw);
+  if (span > 2e9) return false;
+  if (g->sh == 1 && g->sw == 1) return g->ph < g->kh && g->pw < g->kw;
+  /* strided: every phase of the input is used by some tap */
+  return g->sh <= g->kh && g->sw <= g->kw && g->sh * g->sw <= 16;
 }
 
 /* ---- padded copies ---- */
@@ -108,9 +114,9 @@ static int64_t make_segments(int64_t Wg, int64_t OWv, int64_t OHv, int64_t nvec,
   return n;
 }
 
-/* one tile: R rows x NV grid vectors from vector v0 (nv of them valid) */
+/* one tile: R rows x NV grid vectors from vector v0 */
 INLINE void tile_f(const int R, const int NV, const fplan *p, const float *restrict a,
-                   const float *restrict b, int64_t v0, int nv, const float *bias, bool beta,
+                   const float *restrict b, int64_t v0, const float *bias, bool beta,
                    float *out, int64_t plane) {
   __m512 acc[8][8];
   for (int r = 0; r < R; r++)
@@ -127,7 +133,6 @@ INLINE void tile_f(const int R, const int NV, const fplan *p, const float *restr
     }
   }
   for (int v = 0; v < NV; v++) {
-    if (v >= nv) break;
     const seg *s0 = p->segs + p->sstart[v0 + v], *s1 = p->segs + p->sstart[v0 + v + 1];
     for (int r = 0; r < R; r++) {
       float *o = out + r * plane;
@@ -140,14 +145,28 @@ INLINE void tile_f(const int R, const int NV, const fplan *p, const float *restr
 }
 
 #define TILE_F(R, NV)                                                                        \
-  static void tile_f_##R(const fplan *p, const float *a, const float *b, int64_t v0, int nv,  \
-                         const float *bias, bool beta, float *out, int64_t plane) {           \
-    tile_f(R, NV, p, a, b, v0, nv, bias, beta, out, plane);                                   \
+  static void tile_f_##R##_##NV(const fplan *p, const float *a, const float *b, int64_t v0,   \
+                                const float *bias, bool beta, float *out, int64_t plane) {    \
+    tile_f(R, NV, p, a, b, v0, bias, beta, out, plane);                                       \
   }
-TILE_F(8, 3)
-TILE_F(4, 6)
+TILE_F(8, 1) TILE_F(8, 2) TILE_F(8, 3)
+TILE_F(4, 1) TILE_F(4, 2) TILE_F(4, 3) TILE_F(4, 4) TILE_F(4, 5) TILE_F(4, 6)
+TILE_F(2, 1) TILE_F(2, 2) TILE_F(2, 3) TILE_F(2, 4) TILE_F(2, 5) TILE_F(2, 6) TILE_F(2, 7)
 TILE_F(2, 8)
+TILE_F(1, 1) TILE_F(1, 2) TILE_F(1, 3) TILE_F(1, 4) TILE_F(1, 5) TILE_F(1, 6) TILE_F(1, 7)
 TILE_F(1, 8)
+
+typedef void (*tile_f_fn)(const fplan *, const float *, const float *, int64_t, const float *,
+                          bool, float *, int64_t);
+/* by rows (8, 4, 2, 1) and vectors; the widest of each row count comes first in use, the
+ * narrower ones finish a row block exactly */
+static const tile_f_fn tiles_f[4][9] = {
+    {NULL, tile_f_8_1, tile_f_8_2, tile_f_8_3},
+    {NULL, tile_f_4_1, tile_f_4_2, tile_f_4_3, tile_f_4_4, tile_f_4_5, tile_f_4_6},
+    {NULL, tile_f_2_1, tile_f_2_2, tile_f_2_3, tile_f_2_4, tile_f_2_5, tile_f_2_6, tile_f_2_7,
+     tile_f_2_8},
+    {NULL, tile_f_1_1, tile_f_1_2, tile_f_1_3, tile_f_1_4, tile_f_1_5, tile_f_1_6, tile_f_1_7,
+     tile_f_1_8}};
 
 static int block_rows(int64_t left) { return left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1; }
 
@@ -155,18 +174,14 @@ static int block_rows(int64_t left) { return left >= 8 ? 8 : left >= 4 ? 4 : lef
 static void run_f(const fplan *p, const float *b, const float *bias, bool beta, float *out) {
   int64_t plane = p->OHv * p->OWv;
   for (int64_t r0 = 0; r0 < p->rows;) {
-    int R = block_rows(p->rows - r0);
+    int R = block_rows(p->rows - r0), ri = R == 8 ? 0 : R == 4 ? 1 : R == 2 ? 2 : 3;
     int NV = R == 8 ? 3 : R == 4 ? 6 : 8;
     const float *a = p->a + r0 * p->K, *bi = bias ? bias + r0 : NULL;
     float *o = out + r0 * plane;
-    for (int64_t v0 = 0; v0 < p->nvec; v0 += NV) {
+    for (int64_t v0 = 0; v0 < p->nvec;) {
       int nv = (int)(p->nvec - v0 < NV ? p->nvec - v0 : NV);
-      switch (R) {
-      case 8: tile_f_8(p, a, b, v0, nv, bi, beta, o, plane); break;
-      case 4: tile_f_4(p, a, b, v0, nv, bi, beta, o, plane); break;
-      case 2: tile_f_2(p, a, b, v0, nv, bi, beta, o, plane); break;
-      default: tile_f_1(p, a, b, v0, nv, bi, beta, o, plane); break;
-      }
+      tiles_f[ri][nv](p, a, b, v0, bi, beta, o, plane);
+      v0 += nv;
     }
     r0 += R;
   }
@@ -292,14 +307,6 @@ static void transpose_gy(const float *restrict gy, int64_t O, int64_t P, int64_t
 
 /* ---- plans and scratch ---- */
 
-/* offsets of rows (c, i, j) for `chans` planes of Hp x Wp */
-static void make_offsets(int32_t *off, int64_t chans, int64_t kh, int64_t kw, int64_t Hp,
-                         int64_t Wp) {
-  for (int64_t c = 0; c < chans; c++)
-    for (int64_t i = 0; i < kh; i++)
-      for (int64_t j = 0; j < kw; j++) off[(c * kh + i) * kw + j] = (int32_t)(c * Hp * Wp + i * Wp + j);
-}
-
 /* one allocation carved into aligned pieces */
 typedef struct { char *p; size_t bytes, used; } arena;
 
@@ -336,14 +343,93 @@ static void fplan_segments(fplan *p, arena *a) {
   p->segs = sg;
 }
 
+/* ---- the input as phase planes ----
+ * With stride s the rows of the column matrix are not contiguous in the padded input, but they
+ * are in its phases: plane (a, b) of channel c holds xp[c][sh*h + a][sw*w + b], size Hh x Wh,
+ * and tap (i, j) reads plane (i % sh, j % sw) shifted by (i / sh, j / sw). For stride 1 there is
+ * one phase: the padded input itself. */
+
+typedef struct { int64_t Hh, Wh, floats; } phases;
+
+static phases input_phases(const conv_geom *g) {
+  phases p;
+  p.Hh = (g->H + 2 * g->ph + g->sh - 1) / g->sh;
+  p.Wh = (g->W + 2 * g->pw + g->sw - 1) / g->sw;
+  p.floats = g->C * g->sh * g->sw * p.Hh * p.Wh + SLACK;
+  return p;
+}
+
+static void input_planes(const conv_geom *g, const phases *ph, const float *restrict x,
+                         float *restrict dst) {
+  if (g->sh == 1 && g->sw == 1) {
+    pad_planes(x, g->C, g->H, g->W, g->ph, g->pw, dst);
+    return;
+  }
+  int64_t plane = ph->Hh * ph->Wh;
+  for (int64_t c = 0; c < g->C; c++)
+    for (int a = 0; a < g->sh; a++)
+      for (int64_t h = 0; h < ph->Hh; h++) {
+        int64_t u = g->sh * h + a - g->ph;
+        float *d = dst + (c * g->sh + a) * g->sw * plane + h * ph->Wh; /* phase (a, 0), row h */
+        if (u < 0 || u >= g->H) {
+          for (int b = 0; b < g->sw; b++) memset(d + b * plane, 0, (size_t)ph->Wh * sizeof *d);
+          continue;
+        }
+        const float *s = x + (c * g->H + u) * g->W;
+        if (g->sw == 2) { /* split 32 columns of the padded row into its even and odd halves */
+          const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24,
+                                                 26, 28, 30);
+          const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+          for (int64_t w0 = 0; w0 < ph->Wh; w0 += 16) {
+            int64_t base = 2 * w0 - g->pw; /* source column of padded column 2*w0 */
+            __m512 v[2];
+            for (int k = 0; k < 2; k++) {
+              int64_t lo = -(base + 16 * k), hi = g->W - (base + 16 * k);
+              lo = lo < 0 ? 0 : lo;
+              hi = hi > 16 ? 16 : hi;
+              __mmask16 m = hi > lo ? (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1)) : 0;
+              v[k] = m ? _mm512_maskz_loadu_ps(m, s + base + 16 * k) : _mm512_setzero_ps();
+            }
+            int64_t n = ph->Wh - w0 < 16 ? ph->Wh - w0 : 16;
+            __mmask16 mo = (__mmask16)((1u << n) - 1);
+            _mm512_mask_storeu_ps(d + w0, mo, _mm512_permutex2var_ps(v[0], even, v[1]));
+            _mm512_mask_storeu_ps(d + plane + w0, mo, _mm512_permutex2var_ps(v[0], odd, v[1]));
+          }
+          continue;
+        }
+        for (int b = 0; b < g->sw; b++) {
+          float *r = d + b * plane;
+          int64_t lo, hi; /* columns w whose source sw*w + b - pw lies in [0, W) */
+          int64_t off = b - g->pw;
+          lo = off >= 0 ? 0 : (-off + g->sw - 1) / g->sw;
+          hi = g->W - off <= 0 ? 0 : (g->W - off + g->sw - 1) / g->sw;
+          if (hi > ph->Wh) hi = ph->Wh;
+          if (lo > hi) lo = hi;
+          for (int64_t w = 0; w < lo; w++) r[w] = 0;
+          for (int64_t w = lo; w < hi; w++) r[w] = s[g->sw * w + off];
+          for (int64_t w = hi; w < ph->Wh; w++) r[w] = 0;
+        }
+      }
+}
+
+static void input_offsets(const conv_geom *g, const phases *ph, int32_t *off) {
+  for (int64_t c = 0; c < g->C; c++)
+    for (int64_t i = 0; i < g->kh; i++)
+      for (int64_t j = 0; j < g->kw; j++)
+        off[(c * g->kh + i) * g->kw + j] =
+            (int32_t)(((c * g->sh + i % g->sh) * g->sw + j % g->sw) * ph->Hh * ph->Wh +
+                      i / g->sh * ph->Wh + j / g->sw);
+}
+
 /* ---- forward ---- */
 
 int lat__conv_direct_forward(const conv_geom *g, const float *x, const float *w, const float *b,
                              float *y, int nt) {
-  int64_t Hp = g->H + 2 * g->ph, Wp = g->W + 2 * g->pw, CHW = g->C * g->H * g->W;
-  size_t xp_floats = (size_t)(g->C * Hp * Wp + SLACK);
+  phases ph = input_phases(g);
+  int64_t CHW = g->C * g->H * g->W;
+  size_t xp_floats = (size_t)ph.floats;
   fplan p;
-  fplan_init(&p, g->O, g->K, Wp, g->OW, g->OH);
+  fplan_init(&p, g->O, g->K, ph.Wh, g->OW, g->OH);
   arena ar = {0};
   float *a = NULL, *xp = NULL;
   int32_t *off = NULL;
@@ -355,7 +441,7 @@ int lat__conv_direct_forward(const conv_geom *g, const float *x, const float *w,
     xp = take(&ar, (size_t)nt * xp_floats * sizeof *xp);
   }
   PACK(a, g->O, g->K, w[r * g->K + k]);
-  make_offsets(off, g->C, g->kh, g->kw, Hp, Wp);
+  input_offsets(g, &ph, off);
   p.a = a;
   p.off = off;
   memset(xp, 0, (size_t)nt * xp_floats * sizeof *xp);
@@ -364,7 +450,7 @@ int lat__conv_direct_forward(const conv_geom *g, const float *x, const float *w,
     float *xb = xp + (size_t)omp_get_thread_num() * xp_floats;
     #pragma omp for schedule(static)
     for (int64_t n = 0; n < g->N; n++) {
-      pad_planes(x + n * CHW, g->C, g->H, g->W, g->ph, g->pw, xb);
+      input_planes(g, &ph, x + n * CHW, xb);
       run_f(&p, xb, b, false, y + n * g->O * g->P);
     }
   }
@@ -372,31 +458,66 @@ int lat__conv_direct_forward(const conv_geom *g, const float *x, const float *w,
   return 0;
 }
 
-/* ---- backward ---- */
+/* ---- backward ----
+ * d input, stride 1: kernel F over gy padded by (k-1-p), written straight into dx.
+ * d input, stride s: for each phase (a, b) of the padded input, kernel F over gy padded by
+ * (ceil(k/s) - 1) with the taps (s*i' + a, s*j' + b), into a buffer that is then added into
+ * dx where the phase's positions fall inside the input. */
+
+enum { MAX_PHASES = 16 };
+
+typedef struct {
+  fplan p;
+  int a, b;                /* phase */
+} dx_phase;
 
 int lat__conv_direct_backward(const conv_geom *g, const float *x, const float *w, const float *gy,
                               float *gx, bool acc_x, float *gw, bool acc_w, float *gb, bool acc_b,
                               int nt) {
   int64_t O = g->O, C = g->C, K = g->K, kh = g->kh, kw = g->kw, CHW = C * g->H * g->W;
-  int64_t Hp = g->H + 2 * g->ph, Wp = g->W + 2 * g->pw;           /* padded input */
-  int64_t qt = kh - 1 - g->ph, ql = kw - 1 - g->pw;               /* padding of gy for dx */
-  int64_t Hg = g->OH + 2 * qt, Wg = g->OW + 2 * ql, KT = O * kh * kw;
+  int sh = g->sh, sw = g->sw;
+  bool unit = sh == 1 && sw == 1;
+  phases ph = input_phases(g);
+  /* padding of gy for dx */
+  int64_t qt = unit ? kh - 1 - g->ph : (kh + sh - 1) / sh - 1;
+  int64_t ql = unit ? kw - 1 - g->pw : (kw + sw - 1) / sw - 1;
+  int64_t Hg = g->OH + 2 * qt, Wg = g->OW + 2 * ql;
   int64_t Op = (O + 15) / 16 * 16;
-  size_t xp_floats = (size_t)(C * Hp * Wp + SLACK), gp_floats = (size_t)(O * Hg * Wg + SLACK);
+  size_t xp_floats = (size_t)ph.floats, gp_floats = (size_t)(O * Hg * Wg + SLACK);
   size_t part = (size_t)((gw ? K * Op : 0) + (gb ? O : 0) + 16);
-  fplan p;
-  fplan_init(&p, C, KT, Wg, g->W, g->H);
+  dx_phase dxp[MAX_PHASES];
+  int nph = 0;
+  size_t pb_floats = 0; /* per-thread phase output buffer (stride > 1) */
+  if (gx) {
+    if (unit) {
+      fplan_init(&dxp[0].p, C, O * kh * kw, Wg, g->W, g->H);
+      dxp[0].a = dxp[0].b = 0;
+      nph = 1;
+    } else
+      for (int a = 0; a < sh; a++)
+        for (int b = 0; b < sw; b++) {
+          int64_t ka = (kh - a + sh - 1) / sh, kb = (kw - b + sw - 1) / sw;
+          if (ka <= 0 || kb <= 0) continue;
+          dx_phase *d = &dxp[nph++];
+          fplan_init(&d->p, C, O * ka * kb, Wg, g->OW + kb - 1, g->OH + ka - 1);
+          d->a = a;
+          d->b = b;
+          size_t f = (size_t)(C * (g->OH + ka - 1) * (g->OW + kb - 1));
+          if (f > pb_floats) pb_floats = f;
+        }
+  }
   arena ar = {0};
-  float *at = NULL, *xp = NULL, *gp = NULL, *gq = NULL, *parts = NULL;
-  int32_t *offt = NULL, *offx = NULL;
+  float *at[MAX_PHASES] = {0}, *xp = NULL, *gp = NULL, *gq = NULL, *parts = NULL, *pbuf = NULL;
+  int32_t *offt[MAX_PHASES] = {0}, *offx = NULL;
   for (int pass = 0; pass < 2; pass++) {
     if (pass == 1 && !arena_open(&ar)) return -1;
-    if (gx) {
-      at = take(&ar, (size_t)(C * KT) * sizeof *at);
-      offt = take(&ar, (size_t)KT * sizeof *offt);
-      fplan_segments(&p, &ar);
-      gp = take(&ar, (size_t)nt * gp_floats * sizeof *gp);
+    for (int k = 0; k < nph; k++) {
+      at[k] = take(&ar, (size_t)(C * dxp[k].p.K) * sizeof(float));
+      offt[k] = take(&ar, (size_t)dxp[k].p.K * sizeof(int32_t));
+      fplan_segments(&dxp[k].p, &ar);
     }
+    if (gx) gp = take(&ar, (size_t)nt * gp_floats * sizeof *gp);
+    if (pb_floats) pbuf = take(&ar, (size_t)nt * pb_floats * sizeof *pbuf);
     if (gw) {
       offx = take(&ar, (size_t)K * sizeof *offx);
       xp = take(&ar, (size_t)nt * xp_floats * sizeof *xp);
@@ -404,17 +525,27 @@ int lat__conv_direct_backward(const conv_geom *g, const float *x, const float *w
     }
     parts = take(&ar, (size_t)nt * part * sizeof *parts);
   }
-  if (gx) { /* at[c][(o, i, j)] = w[o][c][kh-1-i][kw-1-j] */
-    PACK(at, C, KT, w[((k / (kh * kw) * C + r) * kh + (kh - 1 - k % (kh * kw) / kw)) * kw +
-                      (kw - 1 - k % kw)]);
-    make_offsets(offt, O, kh, kw, Hg, Wg);
-    p.a = at;
-    p.off = offt;
-    memset(gp, 0, (size_t)nt * gp_floats * sizeof *gp);
+  for (int ip = 0; ip < nph; ip++) {
+    /* at[c][(o, f, e)] = w[o][c][sh*(ka-1-f) + a][sw*(kb-1-e) + b], the phase's taps flipped;
+     * for stride 1 (a = b = 0, ka = kh, kb = kw) the whole kernel flipped */
+    int a = dxp[ip].a, b = dxp[ip].b;
+    int64_t ka = unit ? kh : (kh - a + sh - 1) / sh, kb = unit ? kw : (kw - b + sw - 1) / sw;
+    int64_t kab = ka * kb;
+    PACK(at[ip], C, O * kab,
+         w[((k / kab * C + r) * kh + sh * (ka - 1 - k % kab / kb) + a) * kw +
+           sw * (kb - 1 - k % kb) + b]);
+    int64_t r0 = unit ? 0 : qt - ka + 1, c0 = unit ? 0 : ql - kb + 1;
+    for (int64_t o = 0; o < O; o++)
+      for (int64_t f = 0; f < ka; f++)
+        for (int64_t e = 0; e < kb; e++)
+          offt[ip][(o * ka + f) * kb + e] = (int32_t)(o * Hg * Wg + (r0 + f) * Wg + c0 + e);
+    dxp[ip].p.a = at[ip];
+    dxp[ip].p.off = offt[ip];
   }
-  dplan dp = {K, Op, offx, g->OH, g->OW, Wp};
+  if (gx) memset(gp, 0, (size_t)nt * gp_floats * sizeof *gp);
+  dplan dp = {K, Op, offx, g->OH, g->OW, ph.Wh};
   if (gw) {
-    make_offsets(offx, C, kh, kw, Hp, Wp);
+    input_offsets(g, &ph, offx);
     memset(xp, 0, (size_t)nt * xp_floats * sizeof *xp);
   }
   memset(parts, 0, (size_t)nt * part * sizeof *parts);
@@ -435,14 +566,40 @@ int lat__conv_direct_backward(const conv_geom *g, const float *x, const float *w
         }
       if (gw) {
         float *xb = xp + (size_t)t * xp_floats, *gt = gq + (size_t)t * (size_t)(g->P * Op);
-        pad_planes(x + n * CHW, C, g->H, g->W, g->ph, g->pw, xb);
+        input_planes(g, &ph, x + n * CHW, xb);
         transpose_gy(gyn, O, g->P, Op, gt);
         run_d(&dp, gt, xb, dw);
       }
       if (gx) {
-        float *gpb = gp + (size_t)t * gp_floats;
+        float *gpb = gp + (size_t)t * gp_floats, *dx = gx + n * CHW;
         pad_planes(gyn, O, g->OH, g->OW, qt, ql, gpb);
-        run_f(&p, gpb, NULL, acc_x, gx + n * CHW);
+        if (unit) {
+          run_f(&dxp[0].p, gpb, NULL, acc_x, dx);
+          continue;
+        }
+        /* the phases partition dx: each writes its positions (= or +=), zero where no window
+         * reached (rows or columns past the phase's outputs) */
+        float *pb = pbuf + (size_t)t * pb_floats;
+        for (int k = 0; k < nph; k++) {
+          const fplan *p = &dxp[k].p;
+          int a = dxp[k].a, b = dxp[k].b;
+          run_f(p, gpb, NULL, false, pb);
+          int64_t u0 = ((a - g->ph) % sh + sh) % sh, v0 = ((b - g->pw) % sw + sw) % sw;
+          int64_t e0 = (v0 + g->pw - b) / sw;
+          for (int64_t c = 0; c < C; c++)
+            for (int64_t u = u0, h = (u0 + g->ph - a) / sh; u < g->H; u += sh, h++) {
+              float *d = dx + (c * g->H + u) * g->W;
+              const float *s = pb + (c * p->OHv + h) * p->OWv;
+              int64_t ne = h < p->OHv ? p->OWv - e0 : 0; /* outputs of this row from e0 on */
+              int64_t v = v0, e = 0;
+              if (acc_x)
+                for (; v < g->W && e < ne; v += sw, e++) d[v] += s[e0 + e];
+              else
+                for (; v < g->W && e < ne; v += sw, e++) d[v] = s[e0 + e];
+              if (!acc_x)
+                for (; v < g->W; v += sw) d[v] = 0;
+            }
+        }
       }
     }
   }

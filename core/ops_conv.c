@@ -1,11 +1,11 @@
-/* ops_conv.c: 2-D convolution over NCHW tensors, forward and backward, as im2col + cblas_sgemm
- * over chunks of images (split across threads, each running a one-thread sgemm). */
+/* ops_conv.c: 2-D convolution over NCHW tensors, forward and backward: argument checks, the
+ * choice of path, and the im2col + cblas_sgemm path over chunks of images (split across
+ * threads, each running a one-thread sgemm). The direct AVX-512 path is in conv_direct.c. */
 #include "conv.h"
 #include <cblas.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
-
 
 /* C[M,N] (ldc) = op(A) op(B) + beta C */
 static void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
@@ -106,6 +106,8 @@ static int direct_threads(const conv_geom *g) {
   return T > 1 && g->N >= T && flops >= 4e6 ? T : 1;
 }
 
+/* While images are split across nt > 1 threads, each sgemm runs on its caller's thread only
+ * (OpenBLAS's setting is process-wide: conv2d is not meant to be called from two threads). */
 static void blas_threads(int nt) {
   if (nt > 1) openblas_set_num_threads(1);
 }
@@ -135,7 +137,7 @@ static void conv_forward(const conv_geom *g, const float *x, const float *w, con
   #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     float *col = scr + (size_t)omp_get_thread_num() * (size_t)each; /* [K, B*P] */
-    float *tmp = col + (g->direct && B == 1 ? 0 : K * B * P);       /* [O, B*P] if B > 1 */
+    float *tmp = col + (g->x_is_col && B == 1 ? 0 : K * B * P);       /* [O, B*P] if B > 1 */
     #pragma omp for schedule(static)
     for (int64_t ch = 0; ch < nc; ch++) {
       int64_t n0 = ch * B, nb = g->N - n0 < B ? g->N - n0 : B;
@@ -146,7 +148,7 @@ static void conv_forward(const conv_geom *g, const float *x, const float *w, con
           for (int64_t o = 0; o < O; o++)
             for (int64_t p = 0; p < P; p++) yn[o * P + p] = b[o];
         const float *cm = xn;
-        if (!g->direct) {
+        if (!g->x_is_col) {
           im2col(g, xn, col, P);
           cm = col;
         }
@@ -156,7 +158,7 @@ static void conv_forward(const conv_geom *g, const float *x, const float *w, con
       /* several images: one gemm over [K, nb*P], then scatter the [O, nb*P] result */
       for (int64_t k = 0; k < nb; k++) {
         const float *xk = xn + k * g->C * g->H * g->W;
-        if (g->direct)
+        if (g->x_is_col)
           for (int64_t r = 0; r < K; r++) memcpy(col + r * nb * P + k * P, xk + r * P, (size_t)P * 4);
         else im2col(g, xk, col + k * P, nb * P);
       }
@@ -181,8 +183,8 @@ static bw_layout layout(const conv_geom *g, bool nx, bool nw, bool nb) {
   bw_layout l = {0};
   int64_t cp = g->K * g->B * g->P;
   int64_t at = 0;
-  l.col = at; at += nw && !(g->direct && g->B == 1) ? cp : 0;
-  l.dcol = at; at += nx && !(g->direct && g->B == 1) ? cp : 0;
+  l.col = at; at += nw && !(g->x_is_col && g->B == 1) ? cp : 0;
+  l.dcol = at; at += nx && !(g->x_is_col && g->B == 1) ? cp : 0;
   l.gy = at; at += g->B > 1 ? g->O * g->B * g->P : 0;
   l.dw = at; at += nw ? g->O * g->K : 0;
   l.db = at; at += nb ? g->O : 0;
@@ -223,11 +225,11 @@ static void conv_backward_work(const conv_geom *g, const float *x, const float *
         }
       if (nw) { /* dw[O, K] += gy [O, ld] col^T [ld, K] */
         const float *cm;
-        if (g->direct && nbt == 1) cm = xn;
+        if (g->x_is_col && nbt == 1) cm = xn;
         else {
           for (int64_t k = 0; k < nbt; k++) {
             const float *xk = xn + k * CHW;
-            if (g->direct)
+            if (g->x_is_col)
               for (int64_t r = 0; r < K; r++) memcpy(col + r * ld + k * P, xk + r * P, (size_t)P * 4);
             else im2col(g, xk, col + k * P, ld);
           }
@@ -237,14 +239,14 @@ static void conv_backward_work(const conv_geom *g, const float *x, const float *
       }
       if (nx) { /* dcol [K, ld] = w^T [K, O] gy [O, ld], then back to image layout */
         float *gxn = gx + n0 * CHW;
-        if (g->direct && nbt == 1) {
+        if (g->x_is_col && nbt == 1) {
           gemm(true, false, K, P, O, w, K, gm, P, acc_x ? 1.0f : 0.0f, gxn, P);
           continue;
         }
         gemm(true, false, K, ld, O, w, K, gm, ld, 0.0f, dcol, ld);
         if (!acc_x) memset(gxn, 0, (size_t)(nbt * CHW) * sizeof *gxn);
         for (int64_t k = 0; k < nbt; k++) {
-          if (g->direct) {
+          if (g->x_is_col) {
             float *d = gxn + k * CHW;
             for (int64_t r = 0; r < K; r++)
               for (int64_t p = 0; p < P; p++) d[r * P + p] += dcol[r * ld + k * P + p];
@@ -263,7 +265,7 @@ static void geom_from_node(conv_geom *g, const lat_node *n) {
   g->OW = (g->W + 2 * g->pw - g->kw) / g->sw + 1;
   g->K = g->C * g->kh * g->kw;
   g->P = g->OH * g->OW;
-  g->direct = g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
+  g->x_is_col = g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
 }
 
 static int conv_backward(lat_node *n, const lat_tensor *gout) {
@@ -366,7 +368,7 @@ lat_tensor *lat_conv2d(lat_tensor *x, lat_tensor *w, lat_tensor *b, int stride_h
     }
   } else if (g.N > 0 && g.O > 0 && g.P > 0) {
     int nt = split_threads(&g);
-    int64_t each = (g.direct && g.B == 1 ? 0 : g.K * g.B * g.P) + (g.B > 1 ? g.O * g.B * g.P : 0);
+    int64_t each = (g.x_is_col && g.B == 1 ? 0 : g.K * g.B * g.P) + (g.B > 1 ? g.O * g.B * g.P : 0);
     each = (each + 15) & ~(int64_t)15;
     scratch s;
     if (!scratch_get(&s, nt, each)) {

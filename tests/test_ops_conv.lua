@@ -148,16 +148,20 @@ local function conv_all(path, x, w, b, gy, opts)
 end
 
 H.test('conv2d direct kernels agree with im2col + sgemm', function()
-  -- N, C, H, W, O, kh, kw, ph, pw (stride 1, where the direct kernels apply)
+  -- N, C, H, W, O, kh, kw, ph, pw[, sh, sw] (where the direct kernels apply)
   for _, c in ipairs{
     { 2, 3, 7, 9, 5, 3, 3, 1, 1 }, { 3, 1, 2, 3, 4, 2, 2, 1, 1 }, { 2, 17, 6, 5, 20, 3, 2, 2, 1 },
     { 1, 4, 16, 20, 9, 5, 5, 2, 2 }, { 4, 2, 1, 1, 3, 1, 3, 0, 1 }, { 2, 5, 9, 4, 33, 1, 2, 0, 1 },
     { 5, 32, 12, 12, 64, 3, 3, 1, 1 }, { 3, 1, 28, 28, 32, 3, 3, 1, 1 }, { 2, 64, 5, 5, 16, 3, 3, 0, 0 },
+    { 3, 5, 9, 8, 7, 3, 3, 1, 1, 2, 2 }, { 2, 3, 10, 11, 6, 3, 3, 0, 0, 2, 2 }, { 2, 4, 13, 9, 5, 5, 4, 2, 3, 2, 3 },
+    { 2, 2, 12, 12, 8, 4, 4, 1, 1, 4, 4 }, { 3, 16, 14, 14, 32, 3, 3, 1, 1, 2, 2 }, { 2, 3, 7, 6, 4, 3, 2, 1, 0, 3, 1 },
+    { 4, 1, 28, 28, 16, 3, 3, 1, 1, 2, 2 }, { 2, 2, 3, 3, 3, 3, 3, 2, 2, 2, 2 },
   } do
-    local N, C, Hh, W, O, kh, kw, ph, pw = unpack(c)
+    local N, C, Hh, W, O, kh, kw, ph, pw, sh, sw = unpack(c)
+    sh, sw = sh or 1, sw or 1
     local x, w, b = lat.randn({ N, C, Hh, W }), lat.randn({ O, C, kh, kw }), lat.randn({ O })
-    local opts = { padding = { ph, pw } }
-    local OH, OW = Hh + 2 * ph - kh + 1, W + 2 * pw - kw + 1
+    local opts = { padding = { ph, pw }, stride = { sh, sw } }
+    local OH, OW = math.floor((Hh + 2 * ph - kh) / sh) + 1, math.floor((W + 2 * pw - kw) / sw) + 1
     local gy = lat.randn({ N, O, OH, OW })
     local d, r = conv_all('direct', x, w, b, gy, opts), conv_all('im2col', x, w, b, gy, opts)
     for k, what in ipairs{ 'output', 'd input', 'd weight', 'd bias' } do
@@ -182,13 +186,13 @@ H.test('conv2d and pooling under threads 1 and 2 agree', function()
   for k = 1, 4 do close(res[1][k], res[2][k], 1e-5) end
 end)
 
-H.test('conv2d im2col path under threads 1 and 2 agrees (stride 2, small maps grouped)', function()
+H.test('conv2d im2col path under threads 1 and 2 agrees (small maps grouped)', function()
   local x, w, b = lat.randn({ 33, 6, 9, 9 }), lat.randn({ 7, 6, 3, 3 }), lat.randn({ 7 })
   local gy = lat.randn({ 33, 7, 5, 5 })
   local res = {}
   for _, t in ipairs({ 1, 2 }) do
     lat.set_num_threads(t)
-    res[t] = conv_all('auto', x, w, b, gy, { stride = 2, padding = 1 })
+    res[t] = conv_all('im2col', x, w, b, gy, { stride = 2, padding = 1 })
   end
   lat.set_num_threads(0)
   for k = 1, 4 do close(res[1][k], res[2][k], 1e-5) end
