@@ -12,8 +12,9 @@ cd "$(dirname "$0")/.."
 #   libedit-dev                        line editing and history in the REPL (BSD licence)
 #   lua-cjson                          JSON for tests and results files
 #   python3-torch python3-numpy        the reference the tests and benchmarks compare against
+#   bc                                 arithmetic in the benchmark script
 PACKAGES="build-essential cmake pkg-config libluajit-5.1-dev libopenblas-dev libpng-dev
-  libzstd-dev zlib1g-dev libedit-dev lua-cjson python3-torch python3-numpy"
+  libzstd-dev zlib1g-dev libedit-dev lua-cjson python3-torch python3-numpy bc"
 
 missing=""
 for p in $PACKAGES; do
