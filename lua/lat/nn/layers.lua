@@ -1,0 +1,135 @@
+-- layers.lua: the standard layers of lat.nn, each a thin Module over one or two ops.
+-- Initialisation follows PyTorch's defaults, drawn from opts.rng or lat's default generator.
+local core = require 'lat.core'
+local lat = require 'lat.tensor'
+local Module = require 'lat.nn.module'
+local class, raise = Module.class, core.raise
+
+local L = {}
+
+local function rng(opts) return opts and opts.rng or lat.default_generator end
+
+-- uniform in [-bound, bound], as PyTorch's kaiming_uniform(a=sqrt(5)) for weights and biases
+local function uniform(shape, bound, g) return lat.rand(shape, { rng = g }):mul_(2 * bound):add_(-bound) end
+
+local function check_int(v, what)
+  if type(v) ~= 'number' or v < 1 or v ~= math.floor(v) then raise(('%s must be a positive integer, got %s'):format(what, tostring(v))) end
+end
+
+-- ---------------------------------------------------------------- Linear
+
+L.Linear = class('Linear')
+function L.Linear:__init(n_in, n_out, opts)
+  check_int(n_in, 'Linear: in_features'); check_int(n_out, 'Linear: out_features')
+  opts = opts or {}
+  local bound = 1 / math.sqrt(n_in)
+  self.in_features, self.out_features = n_in, n_out
+  self:param('weight', uniform({ n_out, n_in }, bound, rng(opts)))
+  if opts.bias ~= false then self:param('bias', uniform({ n_out }, bound, rng(opts))) end
+end
+function L.Linear:forward(x) return lat.linear(x, self.weight, rawget(self, 'bias')) end
+
+-- ---------------------------------------------------------------- Conv2d
+
+L.Conv2d = class('Conv2d')
+function L.Conv2d:__init(c_in, c_out, k, opts)
+  check_int(c_in, 'Conv2d: in_channels'); check_int(c_out, 'Conv2d: out_channels')
+  opts = opts or {}
+  local kh, kw = type(k) == 'table' and k[1] or k, type(k) == 'table' and k[2] or k
+  self.stride, self.padding = opts.stride or 1, opts.padding or 0
+  local bound = 1 / math.sqrt(c_in * kh * kw)
+  self:param('weight', uniform({ c_out, c_in, kh, kw }, bound, rng(opts)))
+  if opts.bias ~= false then self:param('bias', uniform({ c_out }, bound, rng(opts))) end
+end
+function L.Conv2d:forward(x)
+  return lat.conv2d(x, self.weight, rawget(self, 'bias'), { stride = self.stride, padding = self.padding })
+end
+
+-- ---------------------------------------------------------------- normalisation
+
+L.BatchNorm2d = class('BatchNorm2d')
+function L.BatchNorm2d:__init(c, opts)
+  opts = opts or {}
+  self.momentum, self.eps = opts.momentum or 0.1, opts.eps or 1e-5
+  self:param('weight', lat.ones(c))
+  self:param('bias', lat.zeros(c))
+  self:buffer('running_mean', lat.zeros(c))
+  self:buffer('running_var', lat.ones(c))
+end
+function L.BatchNorm2d:forward(x)
+  return lat.batch_norm(x, self.weight, self.bias, self.running_mean, self.running_var,
+    { training = self.training, momentum = self.momentum, eps = self.eps })
+end
+L.BatchNorm1d = L.BatchNorm2d
+
+L.LayerNorm = class('LayerNorm')
+function L.LayerNorm:__init(d, opts)
+  self.eps = opts and opts.eps or 1e-5
+  self:param('weight', lat.ones(d))
+  self:param('bias', lat.zeros(d))
+end
+function L.LayerNorm:forward(x) return lat.layer_norm(x, self.weight, self.bias, self.eps) end
+
+-- ---------------------------------------------------------------- activations and shape
+
+local function stateless(name, fn)
+  local cls = class(name)
+  cls.forward = function(_, x) return fn(x) end
+  return cls
+end
+L.ReLU = stateless('ReLU', function(x) return x:relu() end)
+L.GELU = stateless('GELU', function(x) return x:gelu() end)
+L.Tanh = stateless('Tanh', function(x) return x:tanh() end)
+L.Sigmoid = stateless('Sigmoid', function(x) return x:sigmoid() end)
+L.Identity = stateless('Identity', function(x) return x end)
+L.GlobalAvgPool2d = stateless('GlobalAvgPool2d', function(x) return lat.global_avg_pool2d(x) end)
+
+L.Flatten = class('Flatten')
+function L.Flatten:__init(first) self.first = first or 2 end
+function L.Flatten:forward(x) return x:flatten(self.first) end
+
+L.MaxPool2d = class('MaxPool2d')
+function L.MaxPool2d:__init(k, opts) self.k, self.opts = k, opts end
+function L.MaxPool2d:forward(x) return lat.max_pool2d(x, self.k, self.opts) end
+
+L.AvgPool2d = class('AvgPool2d')
+function L.AvgPool2d:__init(k, opts) self.k, self.opts = k, opts end
+function L.AvgPool2d:forward(x) return lat.avg_pool2d(x, self.k, self.opts) end
+
+L.Dropout = class('Dropout')
+function L.Dropout:__init(p, opts)
+  if type(p) ~= 'number' or p < 0 or p >= 1 then raise('Dropout: p must be in [0, 1)') end
+  self.p, self.rng = p, rng(opts)
+end
+function L.Dropout:forward(x) return lat.dropout(x, self.p, self.training, self.rng) end
+
+-- ---------------------------------------------------------------- Embedding
+
+L.Embedding = class('Embedding')
+function L.Embedding:__init(n, d, opts)
+  check_int(n, 'Embedding: vocabulary size'); check_int(d, 'Embedding: dimension')
+  self.num_embeddings, self.dim = n, d
+  self:param('weight', lat.randn({ n, d }, { rng = rng(opts) }):mul_(opts and opts.std or 1))
+end
+function L.Embedding:forward(ids) return lat.embedding(self.weight, ids) end
+
+-- ---------------------------------------------------------------- Sequential
+
+-- Sequential{ a, b, c } names its children 1, 2, 3; Sequential{ {'conv', a}, {'relu', b} }
+-- gives them names.
+L.Sequential = class('Sequential')
+function L.Sequential:__init(list)
+  for i, e in ipairs(list or {}) do
+    if type(e) == 'table' and e._child_names then self:add(i, e)
+    elseif type(e) == 'table' and type(e[1]) == 'string' then self:add(e[1], e[2])
+    else raise(('Sequential: entry %d is not a module or a {name, module} pair'):format(i)) end
+  end
+end
+-- extra arguments (an attention mask, say) reach every child
+function L.Sequential:forward(x, ...)
+  for _, n in ipairs(self._child_names) do x = self[n](x, ...) end
+  return x
+end
+function L.Sequential:__len() return #self._child_names end
+
+return L

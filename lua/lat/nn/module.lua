@@ -1,0 +1,301 @@
+-- module.lua: the Module base of lat.nn: parameters, buffers and named children, train/eval
+-- modes, dotted names, state dicts, freezing, and hooks that read or replace any named layer's
+-- input or output (the places where a latent adversary acts).
+local core = require 'lat.core'
+local lat = require 'lat.tensor'
+local raise = core.raise
+
+local Module = {}
+Module.__index = Module
+
+-- A class: local Linear = nn.class('Linear'); function Linear:__init(...) end;
+-- function Linear:forward(x) end; Linear(...) makes an instance.
+local function class(name, parent)
+  parent = parent or Module
+  local cls = {}
+  for k, v in pairs(parent) do if k:sub(1, 2) == '__' then cls[k] = v end end
+  cls.__index = cls
+  cls.__name = name
+  cls.__parent = parent
+  return setmetatable(cls, {
+    __index = parent,
+    __call = function(c, ...)
+      local m = setmetatable({
+        _param_names = {}, _buffer_names = {}, _child_names = {},
+        _pre_hooks = {}, _hooks = {}, training = true,
+      }, c)
+      c.__init(m, ...)
+      return m
+    end,
+  })
+end
+Module.class = class
+
+function Module:__init() end
+function Module:forward() raise(self.__name .. ': forward is not defined') end
+function Module.__tostring(m) return ('%s (%d parameters)'):format(m.__name, m:num_parameters()) end
+
+-- ---------------------------------------------------------------- registration
+
+-- register a parameter: it requires gradients and is reachable as self[name]
+function Module:param(name, t)
+  if not lat.is_tensor(t) then raise(("param '%s' must be a tensor"):format(name)) end
+  if rawget(self, name) == nil then table.insert(self._param_names, name) end
+  t:requires_grad_(true)
+  rawset(self, name, t)
+  return t
+end
+
+-- register a buffer: state saved with the model but not trained (running statistics)
+function Module:buffer(name, t)
+  if rawget(self, name) == nil then table.insert(self._buffer_names, name) end
+  rawset(self, name, t)
+  return t
+end
+
+-- register a child module under a name (numbers name Sequential's children)
+function Module:add(name, m)
+  if getmetatable(m) == nil or not m._child_names then raise(("add: '%s' is not a module"):format(tostring(name))) end
+  name = tostring(name)
+  if rawget(self, name) == nil then table.insert(self._child_names, name) end
+  rawset(self, name, m)
+  if tonumber(name) then rawset(self, tonumber(name), m) end
+  rawset(m, '_parent', self)
+  rawset(m, '_name', name)
+  return m
+end
+
+-- the dotted name of this module within its root ('' for the root)
+function Module:path()
+  local parts, m = {}, self
+  while m._parent do
+    table.insert(parts, 1, m._name)
+    m = m._parent
+  end
+  return table.concat(parts, '.')
+end
+
+-- ---------------------------------------------------------------- walking the tree
+
+-- array of {name, module}, depth first, the root first with name ''
+function Module:named_modules()
+  local out = {}
+  local function walk(m, prefix)
+    out[#out + 1] = { prefix, m }
+    for _, n in ipairs(m._child_names) do walk(m[n], prefix == '' and n or prefix .. '.' .. n) end
+  end
+  walk(self, '')
+  return out
+end
+
+function Module:modules()
+  local out = {}
+  for i, e in ipairs(self:named_modules()) do out[i] = e[2] end
+  return out
+end
+
+local function named(self, list_field)
+  local out = {}
+  for _, e in ipairs(self:named_modules()) do
+    local prefix, m = e[1], e[2]
+    for _, n in ipairs(m[list_field]) do
+      out[#out + 1] = { prefix == '' and n or prefix .. '.' .. n, m[n] }
+    end
+  end
+  return out
+end
+
+function Module:named_parameters() return named(self, '_param_names') end
+function Module:named_buffers() return named(self, '_buffer_names') end
+
+function Module:parameters()
+  local out = {}
+  for i, e in ipairs(self:named_parameters()) do out[i] = e[2] end
+  return out
+end
+
+function Module:num_parameters()
+  local n = 0
+  for _, p in ipairs(self:parameters()) do n = n + p:numel() end
+  return n
+end
+
+-- the module at a dotted name; an error lists the names there are
+function Module:module(name)
+  if name == '' then return self end
+  local m = self
+  for part in tostring(name):gmatch('[^.]+') do
+    local child = rawget(m, part)
+    if type(child) ~= 'table' or not child._child_names then
+      local names = {}
+      for _, e in ipairs(self:named_modules()) do if e[1] ~= '' then names[#names + 1] = e[1] end end
+      raise(("no layer named '%s' (layers: %s)"):format(name, table.concat(names, ', ')))
+    end
+    m = child
+  end
+  return m
+end
+
+-- ---------------------------------------------------------------- modes and state
+
+function Module:train(mode)
+  if mode == nil then mode = true end
+  for _, m in ipairs(self:modules()) do m.training = mode end
+  return self
+end
+function Module:eval() return self:train(false) end
+
+function Module:zero_grad()
+  for _, p in ipairs(self:parameters()) do p.grad = nil end
+end
+
+-- freeze (stop training) all parameters, or those whose names start with one of the prefixes
+local function set_frozen(self, prefixes, flag)
+  if type(prefixes) == 'string' then prefixes = { prefixes } end
+  for _, e in ipairs(self:named_parameters()) do
+    local hit = prefixes == nil
+    for _, p in ipairs(prefixes or {}) do
+      if e[1] == p or e[1]:sub(1, #p + 1) == p .. '.' then hit = true end
+    end
+    if hit then e[2]:requires_grad_(not flag) end
+  end
+  return self
+end
+function Module:freeze(prefixes) return set_frozen(self, prefixes, true) end
+function Module:unfreeze(prefixes) return set_frozen(self, prefixes, false) end
+
+-- name -> tensor for every parameter and buffer (the tensors themselves, not copies)
+function Module:state_dict()
+  local sd = {}
+  for _, e in ipairs(self:named_parameters()) do sd[e[1]] = e[2] end
+  for _, e in ipairs(self:named_buffers()) do sd[e[1]] = e[2] end
+  return sd
+end
+
+-- copy values in; strict (default) requires exactly the model's names and shapes
+function Module:load_state_dict(sd, strict)
+  if strict == nil then strict = true end
+  local own = self:state_dict()
+  for name, t in pairs(own) do
+    local src = sd[name]
+    if src == nil then
+      if strict then raise(("load_state_dict: missing '%s'"):format(name)) end
+    else
+      local a, b = table.concat(t.shape, 'x'), table.concat(src.shape, 'x')
+      if a ~= b or t.dtype ~= src.dtype then
+        raise(("load_state_dict: '%s' is %s %s in the model but %s %s in the state"):format(name, t.dtype, a, src.dtype, b))
+      end
+      lat.no_grad(function() t:copy_(src) end)
+    end
+  end
+  if strict then
+    for name in pairs(sd) do
+      if own[name] == nil then raise(("load_state_dict: unexpected '%s'"):format(name)) end
+    end
+  end
+  return self
+end
+
+-- ---------------------------------------------------------------- running and hooks
+
+local function run_hooks(list, value, m)
+  for i = 1, #list do
+    local r = list[i].fn(value, m)
+    if r ~= nil then value = r end
+  end
+  return value
+end
+
+local function annotate(m, err)
+  err = tostring(err)
+  if err:find("in layer '", 1, true) then return err end
+  local path = m:path()
+  if path == '' then return err end
+  return ("in layer '%s' (%s): %s"):format(path, m.__name, err)
+end
+
+-- Calling a module runs its pre-hooks on the first argument, forward, then its hooks on the
+-- output. A hook returning a value replaces the activation; returning nil leaves it.
+function Module.__call(m, x, ...)
+  if #m._pre_hooks > 0 then x = run_hooks(m._pre_hooks, x, m) end
+  local ok, out = pcall(m.forward, m, x, ...)
+  if not ok then error(annotate(m, out), 0) end
+  if #m._hooks > 0 then out = run_hooks(m._hooks, out, m) end
+  return out
+end
+
+-- hook(name, fn[, {pre = true}]): fn(activation, module) -> replacement or nil, at the output
+-- (or, with pre, the input) of the named layer. Returns a handle with :remove().
+function Module:hook(name, fn, opts)
+  if type(fn) ~= 'function' then raise('hook: the second argument must be a function') end
+  local m = self:module(name)
+  local list = (opts and opts.pre) and m._pre_hooks or m._hooks
+  local entry = { fn = fn }
+  list[#list + 1] = entry
+  return {
+    remove = function()
+      for i = #list, 1, -1 do if list[i] == entry then table.remove(list, i) end end
+    end,
+  }
+end
+
+-- several hooks at once: hooks{ ['blocks.2'] = fn, ... } -> one handle removing them all
+function Module:hooks(map, opts)
+  local handles = {}
+  for name, fn in pairs(map) do handles[#handles + 1] = self:hook(name, fn, opts) end
+  return { remove = function() for _, h in ipairs(handles) do h.remove() end end }
+end
+
+-- capture(names[, {pre = true}]): records the activations of the named layers at each forward.
+-- Returns the table they land in (name -> tensor) and a handle.
+function Module:capture(names, opts)
+  if type(names) == 'string' then names = { names } end
+  local acts, map = {}, {}
+  for _, name in ipairs(names) do map[name] = function(a) acts[name] = a end end
+  return acts, self:hooks(map, opts)
+end
+
+-- ---------------------------------------------------------------- summary
+
+local function shape_of(v)
+  if lat.is_tensor(v) then return '{' .. table.concat(v.shape, ', ') .. '}' end
+  return type(v)
+end
+
+-- Runs the model on example input (without gradients) and prints each layer's name, type,
+-- output shape and parameter count; returns the text.
+function Module:summary(...)
+  local rows, handles = {}, {}
+  local args = { n = select('#', ...), ... }
+  for _, e in ipairs(self:named_modules()) do
+    local name, m = e[1], e[2]
+    local own = 0
+    for _, n in ipairs(m._param_names) do own = own + m[n]:numel() end
+    local row = { name = name == '' and '(model)' or name, type = m.__name, params = own, shape = '' }
+    rows[#rows + 1] = row
+    handles[#handles + 1] = self:hook(name, function(out) row.shape = shape_of(out) end)
+  end
+  local was_training = self.training
+  self:eval()
+  local ok, err = pcall(lat.no_grad, function() return self(unpack(args, 1, args.n)) end)
+  self:train(was_training)
+  for _, h in ipairs(handles) do h.remove() end
+  if not ok then error(err, 0) end
+  local w1, w2, w3 = 5, 4, 12
+  for _, r in ipairs(rows) do
+    w1, w2, w3 = math.max(w1, #r.name), math.max(w2, #r.type), math.max(w3, #r.shape)
+  end
+  local fmt = '%-' .. w1 .. 's  %-' .. w2 .. 's  %-' .. w3 .. 's  %10s'
+  local lines = { fmt:format('layer', 'type', 'output shape', 'parameters') }
+  for _, r in ipairs(rows) do lines[#lines + 1] = fmt:format(r.name, r.type, r.shape, r.params > 0 and tostring(r.params) or '') end
+  lines[#lines + 1] = ('total parameters: %d (%d trainable)'):format(self:num_parameters(), (function()
+    local n = 0
+    for _, p in ipairs(self:parameters()) do if p.requires_grad then n = n + p:numel() end end
+    return n
+  end)())
+  local text = table.concat(lines, '\n')
+  print(text)
+  return text
+end
+
+return Module
