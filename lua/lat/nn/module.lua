@@ -175,8 +175,10 @@ end
 -- copy values in; strict (default) requires exactly the model's names and shapes
 function Module:load_state_dict(sd, strict)
   if strict == nil then strict = true end
-  local own = self:state_dict()
-  for name, t in pairs(own) do
+  local own, ordered = self:state_dict(), self:named_parameters()
+  for _, e in ipairs(self:named_buffers()) do ordered[#ordered + 1] = e end
+  for _, e in ipairs(ordered) do
+    local name, t = e[1], e[2]
     local src = sd[name]
     if src == nil then
       if strict then raise(("load_state_dict: missing '%s'"):format(name)) end
