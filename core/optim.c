@@ -1,8 +1,9 @@
 /* optim.c: fused in-place optimiser updates (SGD, AdamW) and the sum of squares for clipping.
  *
  * Each update follows the order of operations of torch.optim (PyTorch 1.13, single-tensor path)
- * in float32, with fmaf where PyTorch's vectorised add-with-alpha fuses; this file is compiled
- * with -ffp-contract=off so that the compiler fuses nothing else. */
+ * in float32, with fmaf exactly where PyTorch's (GCC-built, AVX2) kernels fuse, so that SGD and
+ * AdamW agree with it bit for bit; this file is compiled with -ffp-contract=off so that the
+ * compiler fuses nothing else. */
 #include "internal.h"
 #include <math.h>
 #include <stdlib.h>
@@ -61,11 +62,11 @@ int lat_adamw_step_(lat_tensor *p, lat_tensor *grad, lat_tensor *m, lat_tensor *
     float wk = w[k] * decay;                                 /* decoupled weight decay */
     float gk = g[k];
     float mk = fmaf(gk, omb1, mm[k] * b1);                   /* m = b1 m + (1 - b1) g */
-    float vk = vv[k] * b2 + omb2 * gk * gk;                  /* v = b2 v + (1 - b2) g^2 */
+    float vk = fmaf(omb2 * gk, gk, vv[k] * b2);              /* v = b2 v + (1 - b2) g^2 */
     mm[k] = mk;
     vv[k] = vk;
     float denom = sqrtf(vk) / bc2_sqrt + epsf;
-    w[k] = wk + neg_step_size * (mk / denom);                /* p -= lr / bc1 * m / denom */
+    w[k] = wk + neg_step_size * mk / denom;                  /* p -= lr / bc1 * m / denom */
   }
   return 0;
 }
