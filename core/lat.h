@@ -172,6 +172,14 @@ lat_tensor *lat_embedding(lat_tensor *weight, lat_tensor *ids);
 lat_tensor *lat_gather(lat_tensor *x, int dim, lat_tensor *index);
 lat_tensor *lat_index_select(lat_tensor *x, int dim, lat_tensor *index);
 lat_tensor *lat_dropout(lat_tensor *x, double p, lat_rng *rng);
+
+/* optimisers (optim.c): fused in-place updates in torch.optim's order of operations */
+int lat_sgd_step_(lat_tensor *p, lat_tensor *grad, lat_tensor *momentum_buf, double lr,
+                  double momentum, double dampening, int nesterov, double weight_decay,
+                  int first);
+int lat_adamw_step_(lat_tensor *p, lat_tensor *grad, lat_tensor *m, lat_tensor *v, int64_t step,
+                    double lr, double beta1, double beta2, double eps, double weight_decay);
+int lat_sum_squares(lat_tensor *t, double *out);
 /* LAT_FFI_END */
 
 #ifdef __cplusplus

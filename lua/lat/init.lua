@@ -42,6 +42,9 @@ lat.args = require 'lat.args'
 lat.gradcheck = require 'lat.gradcheck'
 lat.nn = require 'lat.nn'
 lat.models = require 'lat.models'
+lat.optim = require 'lat.optim'
+lat.log = require 'lat.log'
+lat.train = require 'lat.train'
 
 function lat.set_num_threads(n) C.lat_set_num_threads(n) end
 function lat.get_num_threads() return C.lat_get_num_threads() end

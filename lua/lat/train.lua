@@ -1,0 +1,117 @@
+-- train.lua: the training loop a recipe calls in one line, and its pieces (one step, one epoch)
+-- for recipes that take it apart. Every piece takes the same configuration table:
+--   lat.train.fit{ model = m, loader = l, optimizer = opt, epochs = 5,
+--                  loss = function(model, batch) return loss_tensor, { acc = a } end,
+--                  schedule = f (optional, lr per step), clip = max_norm (optional),
+--                  evaluate = function(model, epoch) return { val_acc = ... } end (optional),
+--                  log = lat.log.run_dir(...) (optional), on_step = function(info) end (optional),
+--                  progress = false (optional: no progress bar) }
+local core = require 'lat.core'
+local lat = require 'lat.tensor'
+local optim = require 'lat.optim'
+local log = require 'lat.log'
+local sys = require 'lat.sys'
+local raise = core.raise
+
+local M = {}
+
+local function number_of(v)
+  if type(v) == 'cdata' and lat.is_tensor(v) then return v:item() end
+  return v
+end
+
+-- One optimisation step on one batch: the schedule's lr for the step about to be taken
+-- (optimizer.steps + 1), zero_grad, loss, backward, clipping, update. Returns the loss (a
+-- number), the loss function's extra metrics (or nil) and the gradient norm before clipping
+-- (when clipping).
+function M.step(cfg, batch)
+  local opt = cfg.optimizer
+  if cfg.schedule then opt:set_lr(cfg.schedule(opt.steps + 1)) end
+  opt:zero_grad()
+  local loss, extra = cfg.loss(cfg.model, batch)
+  if not (lat.is_tensor(loss) and loss:numel() == 1) then
+    raise('train: the loss function must return a tensor with one element, got ' ..
+      (lat.is_tensor(loss) and ('shape [' .. table.concat(loss.shape, ', ') .. ']') or type(loss)))
+  end
+  loss:backward()
+  local gnorm
+  if cfg.clip then gnorm = optim.clip_grad_norm(opt.params, cfg.clip) end
+  opt:step()
+  return loss:item(), extra, gnorm
+end
+
+local function label(cfg, epoch)
+  if cfg.epochs then return ('epoch %d/%d'):format(epoch, cfg.epochs) end
+  return ('epoch %d'):format(epoch)
+end
+
+-- One pass over the loader with the model in training mode. Returns { loss = mean batch loss,
+-- steps = batches, time = seconds, extra = { name = mean over batches } }.
+function M.epoch(cfg, epoch)
+  epoch = epoch or 1
+  local model, loader, opt = cfg.model, cfg.loader, cfg.optimizer
+  model:train()
+  local bar = log.progress{ label = label(cfg, epoch), total = loader:len(), unit = 'batch',
+    mode = cfg.progress == false and 'off' or nil }
+  local t0 = sys.now()
+  local sum, n, extra_sum = 0, 0, {}
+  local shown = {}
+  for batch in loader:iter() do
+    local loss, extra, gnorm = M.step(cfg, batch)
+    sum, n = sum + loss, n + 1
+    if extra then
+      for k, v in pairs(extra) do extra_sum[k] = (extra_sum[k] or 0) + number_of(v) end
+    end
+    if cfg.on_step then
+      cfg.on_step{ epoch = epoch, batch = n, step = opt.steps, loss = loss, lr = opt.lr,
+        extra = extra, grad_norm = gnorm }
+    end
+    shown.loss, shown.lr = sum / n, opt.lr
+    bar:update(n, shown)
+  end
+  local means = {}
+  for k, v in pairs(extra_sum) do means[k] = v / n end
+  bar:finish()
+  return { loss = n > 0 and sum / n or 0 / 0, steps = n, time = sys.now() - t0, extra = means }
+end
+
+local REQUIRED = { 'model', 'loader', 'loss', 'optimizer', 'epochs' }
+
+-- Trains for cfg.epochs epochs (from cfg.start_epoch, default 1). After each epoch, with the
+-- model in evaluation mode, calls cfg.evaluate; appends one JSON line per epoch to
+-- metrics.jsonl of cfg.log: epoch, train_loss, train_<extra>, lr (of the epoch's last step),
+-- steps (total so far), train_time and time (seconds, the latter with evaluation), and the
+-- evaluation metrics. Returns the list of these records.
+function M.fit(cfg)
+  for _, k in ipairs(REQUIRED) do
+    if cfg[k] == nil then raise(("train.fit: '%s' is required"):format(k)) end
+  end
+  local model, opt = cfg.model, cfg.optimizer
+  local metrics = cfg.log and cfg.log:jsonl('metrics')
+  local history = {}
+  for epoch = cfg.start_epoch or 1, cfg.epochs do
+    local t0 = sys.now()
+    local r = M.epoch(cfg, epoch)
+    local rec = { epoch = epoch, train_loss = r.loss, lr = opt.lr, steps = opt.steps, train_time = r.time }
+    for k, v in pairs(r.extra) do rec['train_' .. k] = v end
+    if cfg.evaluate then
+      model:eval()
+      local ev = cfg.evaluate(model, epoch) or {}
+      local shown = {}
+      for k, v in pairs(ev) do
+        rec[k] = number_of(v)
+        shown[#shown + 1] = ('%s=%s'):format(k, type(rec[k]) == 'number' and ('%.4g'):format(rec[k]) or tostring(rec[k]))
+      end
+      if cfg.progress ~= false and #shown > 0 then
+        table.sort(shown)
+        io.stderr:write(('%s  %s\n'):format(label(cfg, epoch), table.concat(shown, '  ')))
+      end
+    end
+    rec.time = sys.now() - t0
+    history[#history + 1] = rec
+    if metrics then metrics:write(rec) end
+  end
+  return history
+end
+
+return M
