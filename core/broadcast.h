@@ -16,7 +16,7 @@ typedef struct {
 /* out_shape: the broadcast shape (ndim out_nd); shapes[j]/ndims[j]: operand j */
 static inline void lat_bcast_init(lat_bcast *b, int out_nd, const int64_t *out_shape, int nops,
                                   const int64_t *const *shapes, const int *ndims) {
-  int64_t size[LAT_MAX_DIMS], st[3][LAT_MAX_DIMS];
+  int64_t size[LAT_MAX_DIMS] = {0}, st[3][LAT_MAX_DIMS] = {{0}};
   int nd = out_nd ? out_nd : 1;
   for (int d = 0; d < nd; d++) size[d] = out_nd ? out_shape[d] : 1;
   for (int j = 0; j < nops; j++) {
