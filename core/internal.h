@@ -68,8 +68,33 @@ lat_tensor *lat__save_output(lat_tensor *t);
  * buffer already holds a gradient (add to it) or is fresh (overwrite it). NULL on OOM. */
 float *lat__grad_buf(lat_node *n, int k, bool *accumulate);
 
+/* ---- fast math ---- */
+#include <math.h>
+/* exp for float32 that the compiler can vectorise (glibc's expf is scalar without -ffast-math):
+ * Cephes' range reduction x = n ln2 + r and degree-6 polynomial, within 2 ulp of expf; inputs
+ * below -88 give 0 (so -inf gives 0), above 88 are clamped (softmax only passes x <= 0). */
+static inline float lat__expf(float x) {
+  x = x < -88.0f ? -88.0f : x > 88.0f ? 88.0f : x;
+  float n = rintf(x * 1.44269504088896341f);
+  float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  union { int32_t i; float f; } scale = {.i = ((int32_t)n + 127) << 23}; /* 2^n; 0 for n = -127 */
+  return p * scale.f;
+}
+
 /* ---- threads (threads.c) ---- */
 int lat__threads(void);
+/* While a loop splits work across nt > 1 threads, each of which calls sgemm, OpenBLAS must run
+ * on its caller's thread only; the setting is process-wide, so such ops are not meant to be
+ * called from two threads at once. */
+void lat__blas_single_begin(int nt);
+void lat__blas_single_end(int nt);
 /* whether a loop of this many element-operations is worth splitting across threads */
 #define LAT_PAR_MIN 32768
 

@@ -106,14 +106,6 @@ static int direct_threads(const conv_geom *g) {
   return T > 1 && g->N >= T && flops >= 4e6 ? T : 1;
 }
 
-/* While images are split across nt > 1 threads, each sgemm runs on its caller's thread only
- * (OpenBLAS's setting is process-wide: conv2d is not meant to be called from two threads). */
-static void blas_threads(int nt) {
-  if (nt > 1) openblas_set_num_threads(1);
-}
-static void blas_restore(int nt) {
-  if (nt > 1) openblas_set_num_threads(lat__threads());
-}
 
 /* scratch: per-thread blocks of `each` floats, from the caching allocator */
 typedef struct { float *p; size_t bytes; } scratch;
@@ -294,9 +286,9 @@ static int conv_backward(lat_node *n, const lat_tensor *gout) {
   bw_layout l = layout(&g, nx, nw, nb);
   scratch s;
   if (!scratch_get(&s, nt, l.each)) return -1;
-  blas_threads(nt);
+  lat__blas_single_begin(nt);
   conv_backward_work(&g, n->in[0]->f, n->in[1]->f, gout->f, gx, acc_x, s.p, l, nw, nb, nt);
-  blas_restore(nt);
+  lat__blas_single_end(nt);
   /* reduce the per-thread partial sums of dw and db */
   for (int t = 0; t < nt; t++) {
     const float *base = s.p + (size_t)t * (size_t)l.each;
@@ -375,9 +367,9 @@ lat_tensor *lat_conv2d(lat_tensor *x, lat_tensor *w, lat_tensor *b, int stride_h
       lat_release(y);
       return NULL;
     }
-    blas_threads(nt);
+    lat__blas_single_begin(nt);
     conv_forward(&g, x->f, w->f, b ? b->f : NULL, y->f, s.p, each, nt);
-    blas_restore(nt);
+    lat__blas_single_end(nt);
     scratch_put(&s);
   }
   lat_tensor *ins[3] = {x, w, b};

@@ -17,24 +17,6 @@ static lat_axis axis_of(const lat_tensor *x, int d) {
 /* columns of a strided (inner > 1) softmax handled together, so scratch fits on the stack */
 enum { COLS = 256 };
 
-/* exp for float32 that the compiler can vectorise (glibc's expf is scalar without -ffast-math):
- * Cephes' range reduction x = n ln2 + r and degree-6 polynomial, within 2 ulp of expf; inputs
- * below -88 give 0 (so -inf gives 0), above 88 are clamped (softmax only passes x <= 0). */
-static inline float exp_f(float x) {
-  x = x < -88.0f ? -88.0f : x > 88.0f ? 88.0f : x;
-  float n = rintf(x * 1.44269504088896341f);
-  float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  union { int32_t i; float f; } scale = {.i = ((int32_t)n + 127) << 23}; /* 2^n; 0 for n = -127 */
-  return p * scale.f;
-}
-
 /* ---------------- forward ---------------- */
 
 /* One contiguous row of n: y = softmax(x) or log_softmax(x). */
@@ -46,13 +28,13 @@ static void row_forward(float *restrict y, const float *restrict x, int64_t n, b
   float s = 0;
   if (log_) {
     #pragma omp simd reduction(+ : s)
-    for (int64_t k = 0; k < n; k++) s += exp_f(x[k] - m);
+    for (int64_t k = 0; k < n; k++) s += lat__expf(x[k] - m);
     float lse = m + logf(s);
     for (int64_t k = 0; k < n; k++) y[k] = x[k] - lse;
   } else {
     #pragma omp simd reduction(+ : s)
     for (int64_t k = 0; k < n; k++) {
-      float e = exp_f(x[k] - m);
+      float e = lat__expf(x[k] - m);
       y[k] = e;
       s += e;
     }
@@ -80,7 +62,7 @@ static void cols_forward(float *y, const float *x, lat_axis a, int64_t o, int64_
     if (m[i] == -INFINITY) m[i] = 0;
   for (int64_t k = 0; k < a.size; k++)
     for (int64_t i = 0; i < w; i++) {
-      float e = exp_f(xb[k * a.inner + i] - m[i]);
+      float e = lat__expf(xb[k * a.inner + i] - m[i]);
       if (!log_) yb[k * a.inner + i] = e;
       s[i] += e;
     }
@@ -103,7 +85,7 @@ static void row_backward(float *restrict gx, const float *restrict g, const floa
     #pragma omp simd reduction(+ : s)
     for (int64_t k = 0; k < n; k++) s += g[k];
     for (int64_t k = 0; k < n; k++) {
-      float d = g[k] - exp_f(y[k]) * s;
+      float d = g[k] - lat__expf(y[k]) * s;
       gx[k] = acc ? gx[k] + d : d;
     }
   } else {
@@ -129,7 +111,7 @@ static void cols_backward(float *gx, const float *g, const float *y, lat_axis a,
   for (int64_t k = 0; k < a.size; k++)
     for (int64_t i = 0; i < w; i++) {
       int64_t j = base + k * a.inner + i;
-      float d = log_ ? g[j] - exp_f(y[j]) * s[i] : y[j] * (g[j] - s[i]);
+      float d = log_ ? g[j] - lat__expf(y[j]) * s[i] : y[j] * (g[j] - s[i]);
       gx[j] = acc ? gx[j] + d : d;
     }
 }
@@ -220,9 +202,9 @@ static int cross_entropy_backward(lat_node *n, const lat_tensor *gout) {
     }
     float g = red == LAT_REDUCE_NONE ? gout->f[r] : gs, l = lse[r];
     if (acc)
-      for (int64_t k = 0; k < C; k++) gr[k] += g * exp_f(xr[k] - l);
+      for (int64_t k = 0; k < C; k++) gr[k] += g * lat__expf(xr[k] - l);
     else
-      for (int64_t k = 0; k < C; k++) gr[k] = g * exp_f(xr[k] - l);
+      for (int64_t k = 0; k < C; k++) gr[k] = g * lat__expf(xr[k] - l);
     gr[lab] -= g;
   }
   return 0;
@@ -298,7 +280,7 @@ lat_tensor *lat_cross_entropy(lat_tensor *logits, lat_tensor *labels, int ignore
     for (int64_t k = 0; k < C; k++) m = xr[k] > m ? xr[k] : m;
     if (m == -INFINITY) m = 0;
     #pragma omp simd reduction(+ : s)
-    for (int64_t k = 0; k < C; k++) s += exp_f(xr[k] - m);
+    for (int64_t k = 0; k < C; k++) s += lat__expf(xr[k] - m);
     float l = m + logf(s);
     if (lse) lse->f[r] = l;
     float v = l - xr[lab];

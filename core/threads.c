@@ -26,3 +26,11 @@ int lat_get_num_threads(void) {
 }
 
 int lat__threads(void) { return lat_get_num_threads(); }
+
+void lat__blas_single_begin(int nt) {
+  if (nt > 1) openblas_set_num_threads(1);
+}
+
+void lat__blas_single_end(int nt) {
+  if (nt > 1) openblas_set_num_threads(lat__threads());
+}
