@@ -161,6 +161,9 @@ lat_tensor *lat_softmax(lat_tensor *x, int dim);
 lat_tensor *lat_log_softmax(lat_tensor *x, int dim);
 lat_tensor *lat_cross_entropy(lat_tensor *logits, lat_tensor *labels, int ignore_index,
                               int reduction);
+/* multi-head attention on q, k, v [B, T, D]; keep: NULL or [B, T], nonzero at keys to attend */
+lat_tensor *lat_attention(lat_tensor *q, lat_tensor *k, lat_tensor *v, int heads, int causal,
+                          lat_tensor *keep);
 
 /* normalisation */
 lat_tensor *lat_layer_norm(lat_tensor *x, lat_tensor *w, lat_tensor *b, double eps);

@@ -36,6 +36,9 @@ H.ops{
       return with_params(nn.MultiheadSelfAttention(8, 2), { ['qkv.weight'] = wqkv, ['qkv.bias'] = bqkv, ['out.weight'] = wo, ['out.bias'] = bo })(x, pad)
     end,
     torch = 'mhsa(x, wqkv, bqkv, wo, bo, 2, pad=pad)' },
+  { name = 'attention op, causal, large enough to run threaded', inputs = { { 'q', { { 2, 128, 64 } } }, { 'k', { { 2, 128, 64 } } }, { 'v', { { 2, 128, 64 } } } },
+    lat = function(q, k, v) return lat.attention(q, k, v, 2, { causal = true }) end,
+    torch = 'attention(q, k, v, 2, causal=True)' },
 }
 
 local function mlp()

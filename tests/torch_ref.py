@@ -23,23 +23,27 @@ def tensor(spec):
     return t
 
 
-def mhsa(x, wqkv, bqkv, wo, bo, heads, causal=False, pad=None):
-    """Multi-head self-attention written out with plain torch ops (the reference for lat.nn)."""
-    B, T, D = x.shape
+def attention(q, k, v, heads, causal=False, pad=None):
+    """Multi-head attention on [B, T, D] written out with plain torch ops."""
+    B, T, D = q.shape
     hd = D // heads
-    q, k, v = F.linear(x, wqkv, bqkv).split(D, dim=-1)
     q, k, v = (t.reshape(B, T, heads, hd).transpose(1, 2) for t in (q, k, v))
     s = q @ k.transpose(-1, -2) / hd ** 0.5
     if causal:
         s = s.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
     if pad is not None:
         s = s.masked_fill(pad.reshape(B, 1, 1, T) == 0, float("-inf"))
-    y = (s.softmax(-1) @ v).transpose(1, 2).reshape(B, T, D)
-    return F.linear(y, wo, bo)
+    return (s.softmax(-1) @ v).transpose(1, 2).reshape(B, T, D)
+
+
+def mhsa(x, wqkv, bqkv, wo, bo, heads, causal=False, pad=None):
+    """Multi-head self-attention as lat.nn builds it (the reference for lat.nn)."""
+    q, k, v = F.linear(x, wqkv, bqkv).split(x.shape[-1], dim=-1)
+    return F.linear(attention(q, k, v, heads, causal, pad), wo, bo)
 
 
 def run(case):
-    env = {"torch": torch, "F": F, "mhsa": mhsa}
+    env = {"torch": torch, "F": F, "mhsa": mhsa, "attention": attention}
     for name, spec in case["inputs"].items():
         t = tensor(spec)
         if name in case["wrt"]:

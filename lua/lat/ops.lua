@@ -266,6 +266,14 @@ function lat.cross_entropy(logits, labels, opts)
     opts.ignore_index or -100, red))
 end
 
+-- attention(q, k, v, heads, {causal=, mask=}): q, k, v [B, T, D]; mask [B, T] nonzero at keys
+-- that may be attended (padding masked out); the scaling is 1/sqrt(D / heads)
+function lat.attention(q, k, v, heads, opts)
+  opts = opts or {}
+  return wrap(C.lat_attention(need(q, 'attention: queries'), need(k, 'attention: keys'), need(v, 'attention: values'),
+    heads, opts.causal and 1 or 0, opt(opts.mask, 'attention: mask')))
+end
+
 -- ---------------------------------------------------------------- normalisation
 
 function lat.layer_norm(x, w, b, eps) return wrap(C.lat_layer_norm(need(x, 'layer_norm: input'), opt(w, 'layer_norm: weight'), opt(b, 'layer_norm: bias'), eps or 1e-5)) end

@@ -9,28 +9,6 @@ local class, raise = Module.class, core.raise
 
 local A = {}
 
--- additive masks: 0 where attention is allowed, a large negative number where it is not
-local NEG = -1e9
-local causal_cache = {}
-local function causal_mask(T)
-  local m = causal_cache[T]
-  if not m then
-    m = lat.zeros(T, T)
-    local f = m.f
-    for i = 0, T - 1 do for j = i + 1, T - 1 do f[i * T + j] = NEG end end
-    causal_cache[T] = m
-  end
-  return m
-end
-
--- pad: [B, T] with nonzero (or true) at real tokens; returns [B, 1, 1, T] additive mask
-local function padding_mask(pad)
-  local keep = pad:float()
-  local B, T = keep:size(1), keep:size(2)
-  return ((keep - 1) * -NEG):reshape(B, 1, 1, T)
-end
-A.padding_mask = padding_mask
-
 A.MultiheadSelfAttention = class('MultiheadSelfAttention')
 function A.MultiheadSelfAttention:__init(d, heads, opts)
   opts = opts or {}
@@ -41,26 +19,19 @@ function A.MultiheadSelfAttention:__init(d, heads, opts)
   self:add('k', L.Identity())
   self:add('v', L.Identity())
   self:add('out', L.Linear(d, d, opts))
-  self:add('drop', L.Dropout(opts.dropout or 0, opts))
+  self:add('drop', L.Dropout(opts.dropout or 0, opts)) -- on the attention output
 end
 
 -- x [B, T, D]; mask: optional [B, T] marking real (non-padding) tokens
 function A.MultiheadSelfAttention:forward(x, mask)
   if x:dim() ~= 3 then raise(('MultiheadSelfAttention: input must be [batch, time, %d], got {%s}'):format(self.d, table.concat(x.shape, ', '))) end
-  local B, T, D = x:size(1), x:size(2), x:size(3)
-  local H = self.heads
-  local hd = D / H
+  local D = self.d
   local qkv = self.qkv(x)
-  local function heads(t) return t:reshape(B, T, H, hd):permute(1, 3, 2, 4) end -- [B, H, T, hd]
-  local q = heads(self.q(qkv:narrow(3, 1, D)))
-  local k = heads(self.k(qkv:narrow(3, D + 1, D)))
-  local v = heads(self.v(qkv:narrow(3, 2 * D + 1, D)))
-  local scores = q:matmul(k:transpose(3, 4)) * (1 / math.sqrt(hd)) -- [B, H, T, T]
-  if self.causal then scores = scores + causal_mask(T) end
-  if mask then scores = scores + padding_mask(mask) end
-  local att = self.drop(scores:softmax(-1))
-  local y = att:matmul(v):permute(1, 3, 2, 4):reshape(B, T, D)
-  return self.out(y)
+  local q = self.q(qkv:narrow(3, 1, D))
+  local k = self.k(qkv:narrow(3, D + 1, D))
+  local v = self.v(qkv:narrow(3, 2 * D + 1, D))
+  local y = lat.attention(q, k, v, self.heads, { causal = self.causal, mask = mask })
+  return self.out(self.drop(y))
 end
 
 -- pre-norm block: x + attn(ln1(x)), then x + mlp(ln2(x))
