@@ -172,6 +172,21 @@ lat_tensor *lat_embedding(lat_tensor *weight, lat_tensor *ids);
 lat_tensor *lat_gather(lat_tensor *x, int dim, lat_tensor *index);
 lat_tensor *lat_index_select(lat_tensor *x, int dim, lat_tensor *index);
 lat_tensor *lat_dropout(lat_tensor *x, double p, lat_rng *rng);
+
+/* checkpoints (io_safetensors.c) */
+typedef struct lat_checkpoint lat_checkpoint;
+/* Writes n named tensors and metadata (a JSON object of string -> string, or NULL) to path in the
+ * safetensors layout; zstd_level 0 writes it plain, any other value compresses the whole file
+ * with that zstd level. Atomic: path.tmp.<pid> is written, synced and renamed over path. */
+int lat_save_safetensors(const char *path, int n, const char **names, lat_tensor **tensors,
+                         const char *metadata_json, int zstd_level);
+/* Reads a checkpoint (zstd-compressed or not), checking everything; tensors in name order. */
+lat_checkpoint *lat_load_safetensors(const char *path);
+int lat_checkpoint_count(const lat_checkpoint *c);
+const char *lat_checkpoint_name(const lat_checkpoint *c, int i);
+lat_tensor *lat_checkpoint_tensor(const lat_checkpoint *c, int i);
+const char *lat_checkpoint_metadata(const lat_checkpoint *c);
+void lat_checkpoint_free(lat_checkpoint *c);
 /* LAT_FFI_END */
 
 #ifdef __cplusplus
