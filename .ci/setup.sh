@@ -13,8 +13,9 @@ cd "$(dirname "$0")/.."
 #   lua-cjson                          JSON for tests and results files
 #   python3-torch python3-numpy        the reference the tests and benchmarks compare against
 #   bc                                 arithmetic in the benchmark script
+#   zstd                               the zstd command, which tests use to check .zst checkpoints
 PACKAGES="build-essential cmake pkg-config libluajit-5.1-dev libopenblas-dev libpng-dev
-  libzstd-dev zlib1g-dev libedit-dev lua-cjson python3-torch python3-numpy bc"
+  libzstd-dev zlib1g-dev libedit-dev lua-cjson python3-torch python3-numpy bc zstd"
 
 missing=""
 for p in $PACKAGES; do

@@ -144,4 +144,19 @@ int lat_sgd_step_(lat_tensor *p, lat_tensor *grad, lat_tensor *momentum_buf, dou
 int lat_adamw_step_(lat_tensor *p, lat_tensor *grad, lat_tensor *m, lat_tensor *v, int64_t step,
                     double lr, double beta1, double beta2, double eps, double weight_decay);
 int lat_sum_squares(lat_tensor *t, double *out);
+
+/* checkpoints (io_safetensors.c) */
+typedef struct lat_checkpoint lat_checkpoint;
+/* Writes n named tensors and metadata (a JSON object of string -> string, or NULL) to path in the
+ * safetensors layout; zstd_level 0 writes it plain, any other value compresses the whole file
+ * with that zstd level. Atomic: path.tmp.<pid> is written, synced and renamed over path. */
+int lat_save_safetensors(const char *path, int n, const char **names, lat_tensor **tensors,
+                         const char *metadata_json, int zstd_level);
+/* Reads a checkpoint (zstd-compressed or not), checking everything; tensors in name order. */
+lat_checkpoint *lat_load_safetensors(const char *path);
+int lat_checkpoint_count(const lat_checkpoint *c);
+const char *lat_checkpoint_name(const lat_checkpoint *c, int i);
+lat_tensor *lat_checkpoint_tensor(const lat_checkpoint *c, int i);
+const char *lat_checkpoint_metadata(const lat_checkpoint *c);
+void lat_checkpoint_free(lat_checkpoint *c);
 ]]

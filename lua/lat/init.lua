@@ -6,6 +6,7 @@
 local core = require 'lat.core'
 local lat = require 'lat.tensor'
 require 'lat.ops'
+require 'lat.io'
 local repr = require 'lat.repr'
 local ffi, C = core.ffi, core.C
 

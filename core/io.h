@@ -1,0 +1,70 @@
+/* io.h: what the checkpoint files of liblat share: byte streams (io_stream.c), header checks
+ * (io_safetensors.c) and the JSON pieces a safetensors header is made of (io_json.c). */
+#ifndef LAT_IO_H
+#define LAT_IO_H
+
+#include "internal.h"
+#include <stdint.h>
+
+/* ---- reading a file in order, plain or zstd-compressed (io_stream.c) ---- */
+typedef struct lat_source lat_source;
+/* Opens path; a file that starts with the zstd magic number is decompressed as it is read. */
+lat_source *lat__source_open(const char *path);
+/* Reads up to n bytes; returns how many (fewer only at the end of the data), or -1 on error. */
+int64_t lat__source_read(lat_source *s, void *buf, int64_t n);
+/* The size of the (uncompressed) contents if known before reading them, else -1. */
+int64_t lat__source_size(const lat_source *s);
+int lat__source_compressed(const lat_source *s);
+void lat__source_close(lat_source *s);
+
+/* ---- writing a file atomically: path.tmp.<pid>, fsync, rename over path (io_stream.c) ---- */
+typedef struct lat_sink lat_sink;
+/* zstd_level 0 writes the bytes as they are; total is the number of bytes that will be written
+ * (recorded in the zstd frame header). */
+lat_sink *lat__sink_open(const char *path, int zstd_level, int64_t total);
+int lat__sink_write(lat_sink *s, const void *buf, size_t n);
+/* Flushes, syncs and renames the temporary file over path; frees s either way. */
+int lat__sink_commit(lat_sink *s);
+/* Removes the temporary file; frees s. */
+void lat__sink_abort(lat_sink *s);
+
+/* ---- safetensors headers (io_safetensors.c), for the writer's checks (io_save.c) ---- */
+/* 0 if s (n bytes) is a JSON object of strings, else -1 with a message naming path */
+int lat__parse_metadata(const char *path, const char *s, size_t n);
+/* 0 if s (n bytes) is a header a reader accepts (as far as the header alone can tell) */
+int lat__check_header(const char *path, const char *s, size_t n);
+
+/* ---- strict JSON pieces (io_json.c) ---- */
+/* A cursor over JSON text; on a syntax error, err names what was wrong and at (a byte offset)
+ * where, and every later call fails too. */
+typedef struct {
+  const char *s;
+  size_t n, pos;
+  const char *err;
+  size_t at;
+} lat_json;
+
+void lat__json_ws(lat_json *j);
+/* skips whitespace, then consumes c if it is next; returns whether it was */
+int lat__json_eat(lat_json *j, char c);
+/* skips whitespace, then requires c; what describes where (for the message) */
+int lat__json_expect(lat_json *j, char c, const char *what);
+/* a string, unescaped into a new NUL-terminated buffer (malloc); NULL on error. Strings that
+ * would contain a NUL byte are rejected. */
+char *lat__json_string(lat_json *j);
+/* a non-negative integer below 2^63 written in plain decimal; -1 on error */
+int64_t lat__json_uint(lat_json *j);
+
+/* A growing byte buffer for writing JSON. ok drops to 0 when memory runs out. */
+typedef struct {
+  char *p;
+  size_t n, cap;
+  int ok;
+} lat_buf;
+void lat__buf_put(lat_buf *b, const char *s, size_t n);
+void lat__buf_puts(lat_buf *b, const char *s);
+void lat__buf_printf(lat_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* s as a JSON string literal, quotes included */
+void lat__buf_json_string(lat_buf *b, const char *s);
+
+#endif
