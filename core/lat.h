@@ -172,6 +172,11 @@ lat_tensor *lat_embedding(lat_tensor *weight, lat_tensor *ids);
 lat_tensor *lat_gather(lat_tensor *x, int dim, lat_tensor *index);
 lat_tensor *lat_index_select(lat_tensor *x, int dim, lat_tensor *index);
 lat_tensor *lat_dropout(lat_tensor *x, double p, lat_rng *rng);
+
+/* data files (io_idx.c, io_png.c) */
+lat_tensor *lat_read_idx(const char *path);
+lat_tensor *lat_read_png(const char *path);
+int lat_write_png(const char *path, lat_tensor *t);
 /* LAT_FFI_END */
 
 #ifdef __cplusplus
