@@ -40,6 +40,7 @@ lat.version = ffi.string(C.lat_version())
 lat.repr = repr.value
 lat.args = require 'lat.args'
 lat.gradcheck = require 'lat.gradcheck'
+lat.data = require 'lat.data'
 
 function lat.set_num_threads(n) C.lat_set_num_threads(n) end
 function lat.get_num_threads() return C.lat_get_num_threads() end
