@@ -296,6 +296,9 @@ H.test('collate, ListDataset, map, subset and concat', function()
   H.raises(function() t:subset{ 7 } end, 'out of range')
   local c = data.concat{ tensor_ds(2), tensor_ds(3) }
   H.assert(c:len() == 5 and list(c.tensors.y) == '0,1,0,1,2', 'tensor datasets concatenate into one')
+  local doubled = t:map(function(ex) return { x = ex.x * 2, y = ex.y } end)
+  local db = data.DataLoader(doubled, { batch_size = 4 }):iter()()
+  H.assert(list(db.x) == '0,20,40,60' and list(db.y) == '0,1,2,3' and db.y.dtype == 'int32', 'examples of 0-d tensors stack')
   local mixed = data.concat{ lds, m }
   H.assert(mixed:len() == 6 and mixed:get(3).text == 'ccc' and mixed:get(4).n == 11)
 end)
