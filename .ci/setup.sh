@@ -30,3 +30,6 @@ fi
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release > /dev/null
 cmake --build build -j"$(nproc)"
+
+# the data sets (Fashion-MNIST, SpamAssassin, Moby Dick, State of the Union) into $LAT_DATA or data/
+datasets/fetch.sh

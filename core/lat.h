@@ -198,6 +198,11 @@ const char *lat_checkpoint_name(const lat_checkpoint *c, int i);
 lat_tensor *lat_checkpoint_tensor(const lat_checkpoint *c, int i);
 const char *lat_checkpoint_metadata(const lat_checkpoint *c);
 void lat_checkpoint_free(lat_checkpoint *c);
+
+/* data files (io_idx.c, io_png.c) */
+lat_tensor *lat_read_idx(const char *path);
+lat_tensor *lat_read_png(const char *path);
+int lat_write_png(const char *path, lat_tensor *t);
 /* LAT_FFI_END */
 
 #ifdef __cplusplus
