@@ -7,14 +7,15 @@ cd "$(dirname "$0")/.."
 # what each package is for:
 #   build-essential cmake pkg-config   compiler and build
 #   libluajit-5.1-dev                  LuaJIT, the scripting layer and the lat command
-#   libopenblas-dev                    sgemm for every matrix product
+#   libopenblas-dev                    sgemm for every matrix product (header)
+#   libopenblas0-openmp                the OpenBLAS build lat links: it shares lat's OpenMP threads
 #   libpng-dev libzstd-dev zlib1g-dev  images, compressed checkpoints, gzip'd data files
 #   libedit-dev                        line editing and history in the REPL (BSD licence)
 #   lua-cjson                          JSON for tests and results files
 #   python3-torch python3-numpy        the reference the tests and benchmarks compare against
 #   bc                                 arithmetic in the benchmark script
 #   zstd                               the zstd command, which tests use to check .zst checkpoints
-PACKAGES="build-essential cmake pkg-config libluajit-5.1-dev libopenblas-dev libpng-dev
+PACKAGES="build-essential cmake pkg-config libluajit-5.1-dev libopenblas-dev libopenblas0-openmp libpng-dev
   libzstd-dev zlib1g-dev libedit-dev lua-cjson python3-torch python3-numpy bc zstd"
 
 missing=""

@@ -27,10 +27,13 @@ int lat_get_num_threads(void) {
 
 int lat__threads(void) { return lat_get_num_threads(); }
 
+/* An OpenMP OpenBLAS already runs single-threaded inside a parallel region. */
+static bool blas_on_openmp(void) { return openblas_get_parallel() == 2; }
+
 void lat__blas_single_begin(int nt) {
-  if (nt > 1) openblas_set_num_threads(1);
+  if (nt > 1 && !blas_on_openmp()) openblas_set_num_threads(1);
 }
 
 void lat__blas_single_end(int nt) {
-  if (nt > 1) openblas_set_num_threads(lat__threads());
+  if (nt > 1 && !blas_on_openmp()) openblas_set_num_threads(lat__threads());
 }
