@@ -88,6 +88,25 @@ static inline float lat__expf(float x) {
   return p * scale.f;
 }
 
+/* tanh from one exp, vectorisable: (1 - e) / (1 + e) with e = exp(-2|x|), and the odd series
+ * x - x^3/3 + 2x^5/15 - 17x^7/315 below |x| = 1/8, where 1 - e would lose digits */
+static inline float lat__tanhf(float x) {
+  float a = fabsf(x), x2 = x * x;
+  float e = lat__expf(-2.0f * a);
+  float t = (1.0f - e) / (1.0f + e);
+  float p = a * (1.0f + x2 * (-0.333333333f + x2 * (0.133333333f + x2 * -0.0539682540f)));
+  return copysignf(a < 0.125f ? p : t, x);
+}
+
+/* erf by Abramowitz and Stegun 7.1.26 (absolute error below 1.5e-7), vectorisable */
+static inline float lat__erff(float x) {
+  float a = fabsf(x);
+  float t = 1.0f / (1.0f + 0.3275911f * a);
+  float p = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f +
+            t * (-1.453152027f + t * 1.061405429f))));
+  return copysignf(1.0f - p * lat__expf(-a * a), x);
+}
+
 /* ---- threads (threads.c) ---- */
 int lat__threads(void);
 /* While a loop splits work across nt > 1 threads, each of which calls sgemm, OpenBLAS must run

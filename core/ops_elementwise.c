@@ -56,12 +56,16 @@ static const char *unary_names[LAT_UNARY_COUNT] = {"neg",  "exp",  "log",  "sqrt
                                                    "relu", "gelu", "tanh", "sigmoid"};
 _Static_assert(sizeof unary_names / sizeof *unary_names == LAT_UNARY_COUNT, "unary names");
 
-static inline float gelu_f(float x) { return 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2)); }
+/* GELU with the exact (erf) form, as PyTorch's default */
+static inline float gelu_f(float x) { return 0.5f * x * (1.0f + lat__erff(x * (float)M_SQRT1_2)); }
 static inline float gelu_d(float x) {
-  float cdf = 0.5f * (1.0f + erff(x * (float)M_SQRT1_2));
-  float pdf = expf(-0.5f * x * x) * 0.3989422804014327f;
+  float cdf = 0.5f * (1.0f + lat__erff(x * (float)M_SQRT1_2));
+  float pdf = lat__expf(-0.5f * x * x) * 0.3989422804014327f;
   return cdf + x * pdf;
 }
+
+/* exp that keeps inf and nan where lat__expf (made for softmax) clamps */
+static inline float exp_full(float x) { return x > 88.7f ? INFINITY : x != x ? x : lat__expf(x); }
 
 static void unary_forward(int op, float *restrict y, const float *restrict x, int64_t n) {
   switch (op) {
@@ -72,14 +76,14 @@ static void unary_forward(int op, float *restrict y, const float *restrict x, in
   }                                                                                            \
   break;
   case LAT_OP_NEG: LOOP(-v)
-  case LAT_OP_EXP: LOOP(expf(v))
+  case LAT_OP_EXP: LOOP(exp_full(v))
   case LAT_OP_LOG: LOOP(logf(v))
   case LAT_OP_SQRT: LOOP(sqrtf(v))
   case LAT_OP_ABS: LOOP(fabsf(v))
   case LAT_OP_RELU: LOOP(v > 0 ? v : 0)
   case LAT_OP_GELU: LOOP(gelu_f(v))
-  case LAT_OP_TANH: LOOP(tanhf(v))
-  case LAT_OP_SIGMOID: LOOP(1.0f / (1.0f + expf(-v)))
+  case LAT_OP_TANH: LOOP(lat__tanhf(v))
+  case LAT_OP_SIGMOID: LOOP(1.0f / (1.0f + exp_full(-v)))
 #undef LOOP
   }
 }
@@ -88,16 +92,20 @@ static void unary_forward(int op, float *restrict y, const float *restrict x, in
 static int unary_backward(lat_node *n, const lat_tensor *gout) {
   int op = (int)n->i[0];
   bool acc;
-  float *gx = lat__grad_buf(n, 0, &acc);
+  float *restrict gx = lat__grad_buf(n, 0, &acc);
   if (!gx) return -1;
   const float *restrict g = gout->f, *restrict x = n->in[0]->f;
   const float *restrict y = n->saved[0] ? n->saved[0]->f : NULL;
   int64_t cnt = gout->numel_;
   switch (op) {
+/* two loops rather than a branch on acc inside one, so that both vectorise */
 #define LOOP(expr)                                                                              \
-  _Pragma("omp parallel for simd if (cnt > LAT_PAR_MIN)") for (int64_t k = 0; k < cnt; k++) { \
-    float d = (expr);                                                                          \
-    gx[k] = acc ? gx[k] + d : d;                                                               \
+  if (acc) {                                                                                   \
+    _Pragma("omp parallel for simd if (cnt > LAT_PAR_MIN)") for (int64_t k = 0; k < cnt; k++) \
+      gx[k] += (expr);                                                                         \
+  } else {                                                                                     \
+    _Pragma("omp parallel for simd if (cnt > LAT_PAR_MIN)") for (int64_t k = 0; k < cnt; k++) \
+      gx[k] = (expr);                                                                          \
   }                                                                                            \
   break;
   case LAT_OP_NEG: LOOP(-g[k])

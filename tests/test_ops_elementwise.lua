@@ -42,4 +42,36 @@ H.ops{
   { name = 'cat dim 1', inputs = { { 'a', { { 2, 3 } } }, { 'b', { { 1, 3 } } } }, lat = function(a, b) return lat.cat({ a, b }, 1) end, torch = 'torch.cat([a, b], 0)' },
 }
 
+-- the vectorised exp, tanh and erf against Lua's double-precision math over a wide range
+H.test('exp, tanh, sigmoid, gelu over a wide range, and exp at the edges', function()
+  local n = 2001
+  local x = lat.empty(n)
+  for i = 0, n - 1 do x.f[i] = (i - 1000) / 50 end -- -20 .. 20
+  local function erf(v) -- double precision erf by its series / continued fraction is overkill:
+    local t = 1 / (1 + 0.5 * math.abs(v))  -- Numerical Recipes erfc, relative error < 1.2e-7
+    local r = t * math.exp(-v * v - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
+      t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))))
+    return v >= 0 and 1 - r or r - 1
+  end
+  local checks = {
+    { 'exp', function(v) return math.exp(v) end, x:mul(4) }, -- -80 .. 80
+    { 'tanh', math.tanh, x },
+    { 'sigmoid', function(v) return 1 / (1 + math.exp(-v)) end, x },
+    { 'gelu', function(v) return 0.5 * v * (1 + erf(v / math.sqrt(2))) end, x },
+  }
+  for _, c in ipairs(checks) do
+    local name, ref, input = c[1], c[2], c[3]
+    local y = input[name](input)
+    for i = 0, n - 1 do
+      local want = ref(input.f[i])
+      H.assert(math.abs(y.f[i] - want) <= 3e-7 * math.max(1, math.abs(want)) + 2e-6 * math.abs(want),
+        ('%s(%.6g) = %.9g, want %.9g'):format(name, input.f[i], y.f[i], want))
+    end
+  end
+  local small = lat.tensor({ 1e-3, -1e-5, 0.1 })
+  H.near(small:tanh(), { math.tanh(1e-3), math.tanh(-1e-5), math.tanh(0.1) }, 2e-8, 'tanh near 0 (2 float32 ulp at 0.1)')
+  local e = lat.tensor({ 100, -100, 0 / 0 }):exp()
+  H.assert(e.f[0] == math.huge and e.f[1] == 0 and e.f[2] ~= e.f[2], 'exp keeps inf, 0 and nan')
+end)
+
 H.finish()
