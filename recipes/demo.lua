@@ -1,8 +1,13 @@
 -- demo.lua: the smallest whole experiment. Trains a two-layer network to separate two
 -- interleaved spirals it generates, with gradient descent and momentum written out in Lua, and prints
--- the loss and accuracy falling.  Run: build/lat recipes/demo.lua [--steps=N] [--seed=S]
+-- the loss and accuracy falling, and writes them to runs/demo/metrics.jsonl.
+--   build/lat recipes/demo.lua [--steps=N] [--seed=S] [--quick] [--out=DIR]
 local lat = require 'lat'
-local opt = lat.args{ steps = 1500, hidden = 64, lr = 0.05, momentum = 0.9, points = 512, seed = 1 }
+local opt = lat.args{ steps = 1500, hidden = 64, lr = 0.05, momentum = 0.9, points = 512, seed = 1,
+  out = 'runs/demo', quick = false }
+if opt.quick then opt.steps = 150 end
+local run = lat.log.run_dir(opt.out, opt)
+local metrics = run:jsonl('metrics.jsonl')
 
 -- two spirals, labels 0 and 1, as a float tensor of 2-D points
 local g = lat.Generator(opt.seed)
@@ -56,8 +61,11 @@ for step = 1, opt.steps do
     local correct = lat.no_grad(function() return logits:gt(0):float():sub(y):abs():sum():item() end)
     local acc = 1 - correct / n
     print(('%6d  %8.4f  %7.1f%%'):format(step, loss:item(), 100 * acc))
+    metrics:write{ step = step, loss = loss:item(), accuracy = acc }
     first = first or loss:item()
     last = loss:item()
   end
 end
 print(('loss fell from %.4f to %.4f'):format(first, last))
+run:close()
+if not (last < first) then error('demo: the loss did not fall') end

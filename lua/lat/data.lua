@@ -15,6 +15,7 @@ return {
   Dataset = dataset.Dataset, TensorDataset = dataset.TensorDataset, ListDataset = dataset.ListDataset,
   map = dataset.map, subset = dataset.subset, concat = dataset.concat,
   DataLoader = loader.DataLoader, compose = loader.compose, collate = loader.collate,
+  augment = require 'lat.data.augment',
   -- tokens
   bytes = require 'lat.data.bytes',
   email = require 'lat.data.email',

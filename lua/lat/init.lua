@@ -48,6 +48,7 @@ lat.log = require 'lat.log'
 lat.train = require 'lat.train'
 
 lat.data = require 'lat.data'
+lat.eval = require 'lat.eval'
 
 function lat.set_num_threads(n) C.lat_set_num_threads(n) end
 function lat.get_num_threads() return C.lat_get_num_threads() end

@@ -8,9 +8,25 @@ local class, raise = nn.class, core.raise
 
 local M = {}
 
+-- Each model keeps the options it was built from (those that are plain data), so that a
+-- checkpoint can rebuild it: lat.models.save(model, path) and lat.models.load(path).
+local function remember(self, opts)
+  local config = {}
+  for k, v in pairs(opts or {}) do
+    if type(v) == 'number' or type(v) == 'string' or type(v) == 'boolean' then config[k] = v
+    elseif type(v) == 'table' then
+      local list = {}
+      for i, e in ipairs(v) do list[i] = e end
+      config[k] = list
+    end
+  end
+  rawset(self, 'config', config)
+end
+
 -- MLP{ sizes = {784, 256, 10} }: layers fc1, act1, fc2, ...; flattens its input
 M.MLP = class('MLP')
 function M.MLP:__init(opts)
+  remember(self, opts)
   local sizes = opts.sizes
   self:add('flatten', nn.Flatten())
   for i = 1, #sizes - 1 do
@@ -26,6 +42,7 @@ end
 -- SmallCNN{ channels = 1, classes = 10, width = 32 }: two conv blocks and a classifier
 M.SmallCNN = class('SmallCNN')
 function M.SmallCNN:__init(opts)
+  remember(self, opts)
   opts = opts or {}
   local c, w = opts.channels or 1, opts.width or 32
   local function block(cin, cout)
@@ -68,6 +85,7 @@ end
 -- global average pooling, fc.
 M.ResNet = class('ResNet')
 function M.ResNet:__init(opts)
+  remember(self, opts)
   opts = opts or {}
   local widths, blocks = opts.widths or { 16, 32, 64 }, opts.blocks or { 2, 2, 2 }
   self:add('stem', nn.Sequential{
@@ -128,6 +146,7 @@ end
 -- pooling that feeds the classifier head.
 M.TransformerClassifier = class('TransformerClassifier')
 function M.TransformerClassifier:__init(opts)
+  remember(self, opts)
   transformer_trunk(self, opts, false)
   self.pad_id = opts.pad_id
   self:add('head', nn.Linear(opts.dim or 128, opts.classes or 2, opts))
@@ -150,6 +169,7 @@ end
 -- next-token logits [B, T, vocab].
 M.GPT = class('GPT')
 function M.GPT:__init(opts)
+  remember(self, opts)
   transformer_trunk(self, opts, true)
   self:add('head', nn.Linear(opts.dim or 128, opts.vocab, { bias = false, rng = opts.rng }))
 end
@@ -204,6 +224,31 @@ function M.GPT:generate(prompt, n, opts)
   end)
   self:train(was_training)
   return out
+end
+
+-- save(model, path[, metadata]): the parameters and buffers in the safetensors layout (zstd if
+-- the name ends in .zst), with the model's class and options in the metadata
+function M.save(model, path, metadata)
+  local cjson = require 'cjson'
+  local meta = {}
+  for k, v in pairs(metadata or {}) do meta[k] = tostring(v) end
+  meta.model = model.__name
+  meta.config = cjson.encode(model.config or {})
+  return lat.save(path, model:state_dict(), { metadata = meta })
+end
+
+-- load(path) -> model (in evaluation mode), metadata: rebuilds the model saved by save
+function M.load(path)
+  local cjson = require 'cjson'
+  local tensors, meta = lat.load(path)
+  local cls = meta.model and M[meta.model]
+  if not cls then raise(("checkpoint %s: no lat.models class recorded (metadata 'model' is %s)"):format(path, tostring(meta.model))) end
+  local ok, config = pcall(cjson.decode, meta.config or '{}')
+  if not ok then raise(('checkpoint %s: the model options are not valid JSON'):format(path)) end
+  local model = cls(config)
+  model:load_state_dict(tensors)
+  model:eval()
+  return model, meta
 end
 
 return M
