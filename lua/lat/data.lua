@@ -18,6 +18,7 @@ return {
   augment = require 'lat.data.augment',
   -- tokens
   bytes = require 'lat.data.bytes',
+  words = require 'lat.data.words',
   email = require 'lat.data.email',
   -- data sets
   root = files.root,
