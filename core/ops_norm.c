@@ -154,6 +154,7 @@ static int batch_norm_backward(lat_node *n, const lat_tensor *gout) {
     for (int64_t i = 0; i < N; i++) {
       const float *xp = x->f + (i * C + c) * S, *gp = g + (i * C + c) * S;
       float a = 0, bsum = 0;
+      #pragma omp simd reduction(+ : a, bsum)
       for (int64_t s = 0; s < S; s++) {
         a += gp[s];
         bsum += gp[s] * (xp[s] - mu);
@@ -170,9 +171,12 @@ static int batch_norm_backward(lat_node *n, const lat_tensor *gout) {
     for (int64_t i = 0; i < N; i++) {
       const float *xp = x->f + (i * C + c) * S, *gp = g + (i * C + c) * S;
       float *o = gx + (i * C + c) * S;
-      for (int64_t s = 0; s < S; s++) {
-        float d = k * (gp[s] - c0 - (xp[s] - mu) * c1);
-        o[s] = accx ? o[s] + d : d;
+      if (accx) {
+        #pragma omp simd
+        for (int64_t s = 0; s < S; s++) o[s] += k * (gp[s] - c0 - (xp[s] - mu) * c1);
+      } else {
+        #pragma omp simd
+        for (int64_t s = 0; s < S; s++) o[s] = k * (gp[s] - c0 - (xp[s] - mu) * c1);
       }
     }
   }
@@ -216,14 +220,17 @@ lat_tensor *lat_batch_norm(lat_tensor *x, lat_tensor *w, lat_tensor *b, lat_tens
       for (int64_t i = 0; i < N; i++) {
         const float *xp = x->f + (i * C + c) * S;
         float a = 0;
+        #pragma omp simd reduction(+ : a)
         for (int64_t k = 0; k < S; k++) a += xp[k];
         s += a;
       }
       double md = s / (double)m;
       for (int64_t i = 0; i < N; i++) {
         const float *xp = x->f + (i * C + c) * S;
-        double a = 0;
-        for (int64_t k = 0; k < S; k++) a += ((double)xp[k] - md) * ((double)xp[k] - md);
+        /* a row in float (vectorised), the rows in double */
+        float a = 0, mf = (float)md;
+        #pragma omp simd reduction(+ : a)
+        for (int64_t k = 0; k < S; k++) a += (xp[k] - mf) * (xp[k] - mf);
         v += a;
       }
       double var = v / (double)m;
@@ -241,6 +248,7 @@ lat_tensor *lat_batch_norm(lat_tensor *x, lat_tensor *w, lat_tensor *b, lat_tens
     for (int64_t i = 0; i < N; i++) {
       const float *xp = x->f + (i * C + c) * S;
       float *yp = y->f + (i * C + c) * S;
+      #pragma omp simd
       for (int64_t j = 0; j < S; j++) yp[j] = (xp[j] - mu) * k + sh;
     }
   }
