@@ -1,0 +1,199 @@
+-- attack.lua: one projected-gradient attack for every threat model, its objectives, and the
+-- random-perturbation control. The adversary's perturbations are leaves added at the threat
+-- model's sites through hooks; each step differentiates the adversary's loss with respect to
+-- them alone (lat.grad), so parameter gradients are neither computed nor touched. The model
+-- runs in evaluation mode during the attack and gets its mode back afterwards.
+--   local r = lat.attack.pgd(model, batch, tm, { steps = 10, objective = 'untargeted' })
+--   r.deltas['layer2'], r.success, r.losses
+local core = require 'lat.core'
+local lat = require 'lat.tensor'
+require 'lat.threat'
+local raise = core.raise
+
+local A = {}
+
+-- ---------------------------------------------------------------- objectives
+
+-- An objective turns the model's output and the batch into the adversary's loss (to minimise,
+-- a scalar) and a per-example success mask (float32 [B], 1 = the attack works there), or nil.
+local function predictions(out) return out:argmax(-1) end
+local function agree(pred, labels) return pred:eq(labels):float() end
+
+local objectives = {}
+-- raise the task loss; success where the prediction is wrong
+function objectives.untargeted(out, batch, o)
+  local y = o.labels or batch.y
+  return -lat.cross_entropy(out, y, { ignore_index = o.ignore_index }),
+    out:dim() == 2 and (1 - agree(predictions(out), y)) or nil
+end
+-- lower the loss to a target; success where the prediction is the target
+function objectives.targeted(out, _, o)
+  return lat.cross_entropy(out, o.target, { ignore_index = o.ignore_index }),
+    out:dim() == 2 and agree(predictions(out), o.target) or nil
+end
+-- toward a bad answer and away from the good one (targeted LAT): CE(toward) - log(1 - p(away))
+function objectives.toward_away(out, _, o)
+  local logp = out:log_softmax(-1)
+  local C = out:size(-1)
+  local toward = lat.cross_entropy(out, o.toward, { ignore_index = o.ignore_index })
+  local away_ids = o.away:reshape(-1, 1)
+  local p_away = logp:reshape(-1, C):gather(2, away_ids):exp()
+  local mask = o.away:reshape(-1, 1):ne(o.ignore_index or -100):float()
+  local away = -(((1 - p_away):clamp(1e-6, 1)):log() * mask):sum() / mask:sum():clamp(1)
+  return toward + away, out:dim() == 2 and agree(predictions(out), o.toward) or nil
+end
+
+-- the objective of an attack from its options: 'untargeted' (default), {target = labels},
+-- {toward = labels, away = labels}, or function(out, batch) -> loss[, success]
+local function objective_of(spec)
+  if spec == nil or spec == 'untargeted' then return objectives.untargeted, {} end
+  if type(spec) == 'function' then return spec, {} end
+  if type(spec) == 'table' then
+    if spec.toward then return objectives.toward_away, spec end
+    if spec.target then return objectives.targeted, spec end
+    if spec.labels then return objectives.untargeted, spec end
+  end
+  raise("attack: objective must be 'untargeted', {target=}, {toward=, away=} or a function")
+end
+A.objectives = objectives
+
+-- ---------------------------------------------------------------- perturbations at the sites
+
+local function default_forward(model, batch) return model(batch.x) end
+
+-- the clean activations at every site of the threat model (no gradients)
+function A.clean_activations(model, batch, threat, forward)
+  forward = forward or default_forward
+  local acts, handles = {}, {}
+  for _, s in ipairs(threat.sites) do
+    handles[#handles + 1] = model:hook(s.layer, function(a) acts[s.name] = a:detach() end, { pre = s.pre })
+  end
+  local ok, out = pcall(lat.no_grad, forward, model, batch)
+  for _, h in ipairs(handles) do h.remove() end
+  if not ok then error(out, 0) end
+  return acts, out
+end
+
+-- Runs fn() with deltas (site name -> tensor) added at the threat model's sites; the hooks are
+-- removed afterwards, even on error. Returns fn's results.
+function A.with_perturbation(model, threat, deltas, fn)
+  local handles = {}
+  for _, s in ipairs(threat.sites) do
+    local d = deltas[s.name]
+    if d then handles[#handles + 1] = model:hook(s.layer, function(a) return a + d end, { pre = s.pre }) end
+  end
+  local res = { pcall(fn) }
+  for _, h in ipairs(handles) do h.remove() end
+  if not res[1] then error(res[2], 0) end
+  return unpack(res, 2)
+end
+
+-- ---------------------------------------------------------------- step rules
+
+-- the update direction for a gradient g (the adversary descends its loss)
+local function direction(rule, g, threat)
+  if rule == 'sign' then return g:gt(0):float() - g:lt(0):float() end
+  if rule == 'l2' then return g / g:norm(2, threat:group_dims(g:dim()), true):clamp(1e-12) end
+  if rule == 'raw' then return g end
+  raise(("attack: unknown step rule '%s' (l2, sign, adam, raw)"):format(tostring(rule)))
+end
+
+local function default_rule(threat) return threat.norm == 'linf' and 'sign' or 'l2' end
+
+-- ---------------------------------------------------------------- PGD
+
+-- pgd(model, batch, threat, opts) -> { deltas = {site -> tensor}, losses = {per step},
+--   success = fraction or nil, success_mask = float32 [B] or nil, norms = {site -> mean norm},
+--   steps = steps taken, threat = threat:describe(), config = the options used }
+-- opts: steps (10), step_size (in eps's units; default 2.5 * eps / steps), init ('zero', 'uniform',
+-- 'random_radius', 'sphere'), rule ('l2' normalised gradient, 'sign', 'adam', 'raw'; default by
+-- norm), objective (see objective_of), early_stop (stop when every example succeeds),
+-- forward = function(model, batch) -> output (default model(batch.x)), rng, adam_betas.
+function A.pgd(model, batch, threat, opts)
+  opts = opts or {}
+  if getmetatable(threat) ~= lat.Threat then raise('attack: the third argument must be a lat.threat{...}') end
+  local steps = opts.steps or 10
+  local forward = opts.forward or default_forward
+  local objective, ospec = objective_of(opts.objective)
+  local rule = opts.rule or default_rule(threat)
+  local init = opts.init or 'zero'
+  local rng = opts.rng or lat.default_generator
+  local was_training = model.training
+  model:eval()
+  local ok, result = pcall(function()
+    local clean = A.clean_activations(model, batch, threat, forward)
+    local deltas, radius, alpha, adam = {}, {}, {}, {}
+    for _, s in ipairs(threat.sites) do
+      local c = clean[s.name]
+      if not c then raise(("attack: the forward pass never reached '%s'"):format(s.name)) end
+      local unit = threat:unit(c)
+      radius[s.name] = unit * threat.eps
+      alpha[s.name] = unit * (opts.step_size or 2.5 * threat.eps / math.max(steps, 1))
+      deltas[s.name] = threat:sample(c, init, rng, batch, radius[s.name]):requires_grad_()
+      if rule == 'adam' then adam[s.name] = { m = lat.zeros(c.shape), v = lat.zeros(c.shape) } end
+    end
+    local losses, taken = {}, 0
+    local function evaluate()
+      return A.with_perturbation(model, threat, deltas, function()
+        local out = forward(model, batch)
+        return out, objective(out, batch, ospec)
+      end)
+    end
+    for step = 1, steps do
+      local _, loss, success = evaluate()
+      losses[step] = loss:item()
+      taken = step
+      if opts.early_stop and success and success:min():item() == 1 then break end
+      local list = {}
+      for i, s in ipairs(threat.sites) do list[i] = deltas[s.name] end
+      local grads = lat.grad(loss, list)
+      lat.no_grad(function()
+        for i, s in ipairs(threat.sites) do
+          local g, d = grads[i], deltas[s.name]
+          local move
+          if rule == 'adam' then
+            local b1, b2 = (opts.adam_betas or {})[1] or 0.9, (opts.adam_betas or {})[2] or 0.999
+            local st = adam[s.name]
+            st.m = st.m * b1 + g * (1 - b1)
+            st.v = st.v * b2 + g * g * (1 - b2)
+            move = (st.m / (1 - b1 ^ step)) / ((st.v / (1 - b2 ^ step)):sqrt() + 1e-8)
+          else
+            move = direction(rule, g, threat)
+          end
+          deltas[s.name] = threat:project(d - move * alpha[s.name], clean[s.name], batch, radius[s.name]):requires_grad_()
+        end
+      end)
+    end
+    -- the final perturbation's effect
+    local out, loss, success = lat.no_grad(evaluate)
+    local norms = {}
+    for _, s in ipairs(threat.sites) do
+      local d = deltas[s.name]:detach()
+      deltas[s.name] = d
+      local p = threat.norm == 'linf' and math.huge or (threat.norm == 'l1' and 1 or 2)
+      norms[s.name] = lat.no_grad(function() return d:norm(p, threat:group_dims(d:dim())):mean():item() end)
+    end
+    return {
+      deltas = deltas, losses = losses, final_loss = loss:item(), output = out,
+      success_mask = success, success = success and success:mean():item() or nil,
+      norms = norms, steps = taken, threat = threat:describe(),
+      config = { steps = steps, rule = rule, init = init, early_stop = opts.early_stop and true or false },
+    }
+  end)
+  model:train(was_training)
+  if not ok then error(result, 0) end
+  return result
+end
+
+-- random(model, batch, threat[, opts]): the random-perturbation control (the paper's RLP): a
+-- perturbation of the full radius in a random direction (opts.init = 'sphere' by default), with
+-- the same result fields as pgd
+function A.random(model, batch, threat, opts)
+  opts = opts or {}
+  local o = {}
+  for k, v in pairs(opts) do o[k] = v end
+  o.steps, o.init = 0, opts.init or 'sphere'
+  return A.pgd(model, batch, threat, o)
+end
+
+return A
