@@ -1,7 +1,8 @@
 -- train_fashion.lua: trains the ResNet that the vision experiments attack, on Fashion-MNIST.
 --   build/lat recipes/train_fashion.lua [--epochs=8] [--out=runs/train_fashion] [--quick]
 -- Writes to the run folder: config.json, metrics.jsonl (one line per epoch), model.safetensors
--- (with the model's class and options, for lat.models.load), and prints a summary table.
+-- (with the model's class and options, for lat.models.load), optimizer.safetensors (to resume),
+-- and prints a summary table.
 local lat = require 'lat'
 
 local opt = lat.args{
@@ -55,6 +56,7 @@ lat.train.fit{
 }
 local seconds = now() - t0
 
+lat.save(run:path('optimizer.safetensors'), optimizer:state_dict()) -- to resume training
 lat.models.save(model, run:path('model.safetensors'), { dataset = 'fashion-mnist', test_accuracy = history[#history].test_accuracy })
 print(('%6s  %10s  %9s'):format('epoch', 'test loss', 'test acc'))
 for _, h in ipairs(history) do print(('%6d  %10.4f  %8.2f%%'):format(h.epoch, h.test_loss, 100 * h.test_accuracy)) end

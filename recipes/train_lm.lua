@@ -57,6 +57,7 @@ while step < opt.steps do
 end
 bar:finish()
 local seconds = now() - t0
+lat.save(run:path('optimizer.safetensors'), optimizer:state_dict()) -- to resume training
 lat.models.save(model, run:path('model.safetensors'), { dataset = 'moby-dick', val_bits_per_byte = history[#history].val_bits_per_byte })
 
 local samples = assert(io.open(run:path('samples.txt'), 'w'))

@@ -70,6 +70,7 @@ local final = lat.eval.accuracy(model, test, { batch_size = 64 })
 local seconds = now() - t0
 local line = run:jsonl('metrics.jsonl')
 line:write{ final = true, test_accuracy = final.accuracy, test_loss = final.loss, time = seconds }
+lat.save(run:path('optimizer.safetensors'), optimizer:state_dict()) -- to resume training
 lat.models.save(model, run:path('model.safetensors'), { dataset = 'spam-assassin', len = opt.len,
   tokenizer = opt.tokenizer == 'words' and tok:to_string() or 'bytes', test_accuracy = final.accuracy })
 
