@@ -15,8 +15,9 @@ cd "$(dirname "$0")/.."
 #   python3-torch python3-numpy        the reference the tests and benchmarks compare against
 #   bc                                 arithmetic in the benchmark script
 #   zstd                               the zstd command, which tests use to check .zst checkpoints
+#   gnuplot-nox                        line and scatter plots as PNG (lat.plot; optional at run time)
 PACKAGES="build-essential cmake pkg-config libluajit-5.1-dev libopenblas-dev libopenblas0-openmp libpng-dev
-  libzstd-dev zlib1g-dev libedit-dev lua-cjson python3-torch python3-numpy bc zstd"
+  libzstd-dev zlib1g-dev libedit-dev lua-cjson python3-torch python3-numpy bc zstd gnuplot-nox"
 
 missing=""
 for p in $PACKAGES; do

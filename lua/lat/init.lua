@@ -53,6 +53,8 @@ require 'lat.threat'
 lat.attack = require 'lat.attack'
 lat.train.adversarial = require 'lat.defence'
 
+lat.plot = require 'lat.plot'
+
 function lat.set_num_threads(n) C.lat_set_num_threads(n) end
 function lat.get_num_threads() return C.lat_get_num_threads() end
 
