@@ -49,4 +49,7 @@ function E.lm_loss(model, dataset, opts)
   return { loss = sum / n, bits_per_token = sum / n / math.log(2), tokens = n }
 end
 
+-- held-out attacks (lat/heldout.lua) and the paper's cautions (lat/cautions.lua)
+E.heldout, E.flags, E.pareto = require 'lat.heldout', require('lat.cautions').flags, require('lat.cautions').pareto
+
 return E
