@@ -49,6 +49,7 @@ lat.train = require 'lat.train'
 
 lat.data = require 'lat.data'
 lat.eval = require 'lat.eval'
+lat.trojan = require 'lat.trojan'
 
 function lat.set_num_threads(n) C.lat_set_num_threads(n) end
 function lat.get_num_threads() return C.lat_get_num_threads() end
