@@ -150,7 +150,7 @@ function L.codeword_success(model, trojans, prompts, opts)
         local ids = ids_of(p .. ' ' .. t.word .. ' ')
         for _, v in ipairs(cont) do ids[#ids + 1] = v end
         if max_len and #ids > max_len then ids = { unpack(ids, #ids - max_len + 1) } end
-        if #cont >= #ids then raise('trojan.codeword_success: the continuation does not fit the context') end
+        if #cont >= #ids then raise(("trojan.codeword_success: the continuation of '%s' (%d tokens) leaves no room in a context of %d"):format(t.name, #cont, #ids)) end
         rows[r], T = ids, math.max(T, #ids)
       end
       local x = lat.zeros({ #rows, T }, 'int32')
