@@ -55,6 +55,8 @@ lat.train.adversarial = require 'lat.defence'
 
 lat.plot = require 'lat.plot'
 
+lat.trojan = require 'lat.trojan'
+
 function lat.set_num_threads(n) C.lat_set_num_threads(n) end
 function lat.get_num_threads() return C.lat_get_num_threads() end
 
