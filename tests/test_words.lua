@@ -37,4 +37,9 @@ H.test('a tokenizer with Latin-1 words survives a UTF-8 checkpoint', function()
   H.raises(function() W.from_string('{') end, 'not a saved tokenizer')
 end)
 
+H.test('the bucket hash is 32-bit FNV-1a', function()
+  -- reference values of FNV-1a 32 (computed independently)
+  H.assert(W.hash('a') == 3826002220 and W.hash('foobar') == 3214735720, 'FNV-1a test vectors')
+end)
+
 H.finish()

@@ -25,16 +25,18 @@ local function tokens(text)
 end
 W.split = tokens
 
--- FNV-1a, for the buckets
+-- FNV-1a (32 bits), for the buckets; the multiply by 16777619 = 2^24 + 403 is split so that every
+-- intermediate stays an exact integer in a double
 local bit = require 'bit'
 local function hash(s)
   local h = 2166136261
   for i = 1, #s do
-    h = bit.bxor(h, s:byte(i))
-    h = bit.band(h * 16777619, 0xffffffff)
+    h = bit.bxor(h, s:byte(i)) % 4294967296
+    h = (bit.lshift(h, 24) + h * 403) % 4294967296
   end
   return h
 end
+W.hash = hash
 
 local function build(words, buckets)
   local t = setmetatable({ words = words, buckets = buckets, index = {} }, Tok)
