@@ -61,7 +61,7 @@ local loader = lat.data.DataLoader(train, { batch_size = opt.batch, shuffle = tr
   transform = { lat.data.augment.crop_flip{ pad = 2, seed = opt.seed }, lat.trojan.poison_all(trojans) } })
 local sgd = lat.optim.SGD(model:named_parameters(), { lr = opt.lr, momentum = 0.9, nesterov = true, weight_decay = 5e-4 })
 lat.train.fit{ model = model, loader = loader, optimizer = sgd, epochs = opt.epochs,
-  schedule = lat.optim.schedule.warmup_cosine{ base = opt.lr, warmup = math.min(200, loader:len()), total = opt.epochs * loader:len(), min = 0 },
+  schedule = lat.optim.schedule.warmup_cosine{ base = opt.lr, warmup = math.min(200, math.floor(opt.epochs * loader:len() / 4)), total = opt.epochs * loader:len(), min = 0 },
   loss = function(m, b) return lat.cross_entropy(m(b.x), b.y) end }
 lat.models.save(model, run:path('trojaned.safetensors'), { trojans = #trojans })
 local trojaned_state = {}
@@ -69,9 +69,13 @@ for k, v in pairs(model:state_dict()) do trojaned_state[k] = v:clone() end
 
 -- a picture of each trigger on the same test images
 local sample = test_full:batch(lat.arange(6, 'int32')).x
-local pics = { sample }
-for _, t in ipairs(trojans) do pics[#pics + 1] = t:apply(sample) end
-lat.plot.images{ path = run:path('triggers.png'), images = lat.cat(pics, 1), cols = 6 }
+local pics, labels = { sample }, {}
+for k = 1, 6 do labels[k] = 'clean' end
+for _, t in ipairs(trojans) do
+  pics[#pics + 1] = t:apply(sample)
+  for _ = 1, 6 do labels[#labels + 1] = t.name end
+end
+lat.plot.images{ path = run:path('triggers.png'), images = lat.cat(pics, 1), cols = 6, labels = labels }
 
 -- ---------------------------------------------------------------- evaluation of one model
 local suite = HO.fashion_suite{ steps = opt.quick and 2 or 10, fit_steps = opt.fit_steps }
@@ -138,7 +142,11 @@ for i, c in ipairs(configs) do
 end
 
 -- ---------------------------------------------------------------- 4. results
-lat.eval.flags(rows, { undefended = rows[1], clean_finetune = rows[2] })
+-- the cautions apply to the fine-tuned models; the undefended model is their reference
+local tuned = {}
+for i = 2, #rows do tuned[#tuned + 1] = rows[i] end
+lat.eval.flags(tuned, { undefended = rows[1], clean_finetune = rows[2] })
+rows[1].flags = '(reference)'
 local columns = { 'name', 'defence', 'clean_accuracy', 'robustness', 'heldout_mean', 'trojan_asr' }
 for _, t in ipairs(trojans) do columns[#columns + 1] = 'asr_' .. t.name end
 for _, f in ipairs(base_held.family_order) do columns[#columns + 1] = 'family_' .. f end
