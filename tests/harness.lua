@@ -171,6 +171,35 @@ function H.ops(rows, seed)
   end
 end
 
+-- small file and process helpers for tests
+function H.read(path)
+  local f = assert(io.open(path, 'rb'))
+  local s = f:read('*a')
+  f:close()
+  return s
+end
+
+function H.write(path, s)
+  local f = assert(io.open(path, 'wb'))
+  f:write(s)
+  f:close()
+  return path
+end
+
+function H.exists(path)
+  local f = io.open(path, 'rb')
+  if f then f:close() end
+  return f ~= nil
+end
+
+-- runs a shell command; returns its output (stdout and stderr) followed by '[exit N]'
+function H.run(cmd)
+  local p = assert(io.popen(cmd .. ' 2>&1; echo "[exit $?]"'))
+  local out = p:read('*a')
+  p:close()
+  return out
+end
+
 function H.finish()
   print(('%d passed, %d failed'):format(H.passed, H.failed))
   os.exit(H.failed == 0 and 0 or 1)

@@ -10,25 +10,7 @@ local PYTHON = os.getenv('LAT_PYTHON') or '/usr/bin/python3'
 local DIR = (os.getenv('LAT_TEST_TMP') or '/tmp') .. '/checkpoint'
 os.execute('rm -rf ' .. DIR .. ' && mkdir -p ' .. DIR)
 
-local function slurp(path)
-  local f = assert(io.open(path, 'rb'))
-  local s = f:read('*a')
-  f:close()
-  return s
-end
-
-local function spit(path, s)
-  local f = assert(io.open(path, 'wb'))
-  f:write(s)
-  f:close()
-  return path
-end
-
-local function exists(path)
-  local f = io.open(path, 'rb')
-  if f then f:close() end
-  return f ~= nil
-end
+local slurp, spit, exists = H.read, H.write, H.exists
 
 local function sh(cmd)
   local p = assert(io.popen(cmd .. ' 2>&1'))

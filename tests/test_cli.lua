@@ -6,19 +6,7 @@ local lat = require 'lat'
 local LAT = arg[-1]
 local tmpdir = os.getenv('LAT_TEST_TMP') or '/tmp'
 
-local function run(cmd)
-  local p = assert(io.popen(cmd .. ' 2>&1; echo "[exit $?]"'))
-  local out = p:read('*a')
-  p:close()
-  return out
-end
-
-local function write(path, text)
-  local f = assert(io.open(path, 'w'))
-  f:write(text)
-  f:close()
-  return path
-end
+local run, write = H.run, H.write
 
 H.test('--help and --version', function()
   local out = run(LAT .. ' --help')

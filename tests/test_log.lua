@@ -8,12 +8,7 @@ local tmp = (os.getenv('LAT_TEST_TMP') or '/tmp') .. '/test_log'
 os.execute('rm -rf ' .. tmp)
 assert(require('lat.sys').mkdir_p(tmp))
 
-local function read(path)
-  local f = assert(io.open(path, 'rb'))
-  local s = f:read('*a')
-  f:close()
-  return s
-end
+local read = H.read
 
 -- runs a Python snippet with the path as sys.argv[1]; returns its stdout
 local function python(code, path)

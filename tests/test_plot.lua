@@ -30,11 +30,7 @@ local function check_png(path, width, height)
   return img
 end
 
-local function exists(path)
-  local f = io.open(path, 'rb')
-  if f then f:close() end
-  return f ~= nil
-end
+local exists = H.exists
 
 if has_gnuplot then
   H.test('line plot: size, not blank, labels with quotes and unicode', function()
