@@ -1,12 +1,12 @@
 -- train_spam.lua: trains the transformer spam classifier that the text experiments attack, on
 -- the SpamAssassin corpus: the subject and the start of the body of each message, as word tokens
 -- (a vocabulary trained on the training split, rarer words hashed into buckets) or as bytes.
---   build/lat recipes/train_spam.lua [--epochs=N] [--len=256] [--tokenizer=words|bytes] [--quick]
+--   build/lat recipes/train_spam.lua [--epochs=N] [--len=512] [--tokenizer=words|bytes] [--quick]
 -- Writes config.json, metrics.jsonl and model.safetensors to the run folder and prints a table.
 local lat = require 'lat'
 
 local opt = lat.args{
-  epochs = 8, batch = 32, len = 256, tokenizer = 'words', vocab = 16384, buckets = 2048,
+  epochs = 8, batch = 32, len = 512, tokenizer = 'words', vocab = 16384, buckets = 2048,
   dim = 64, heads = 4, layers = 2, dropout = 0.1,
   lr = 1e-3, weight_decay = 0.01, warmup = 100, seed = 1, threads = 0,
   out = 'runs/train_spam', quick = false,
