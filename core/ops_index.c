@@ -53,6 +53,21 @@ static lat_tensor *keep_index(lat_node *n, lat_tensor *index) {
   return n->saved[0];
 }
 
+/* y's node for gather and index_select (float32 inputs only): the dim and a copy of the index */
+static lat_tensor *record_indexed(lat_tensor *y, lat_tensor *x, const char *name,
+                                  lat_backward_fn bw, int d, lat_tensor *index) {
+  if (x->dtype_ != LAT_F32) return y;
+  lat_node *n = lat__record(y, name, bw, 1, &x);
+  if (n) {
+    n->i[0] = d;
+    if (!keep_index(n, index)) {
+      lat_release(y);
+      return NULL;
+    }
+  }
+  return y;
+}
+
 /* ---- embedding ---- */
 
 static int embedding_backward(lat_node *n, const lat_tensor *gout) {
@@ -178,16 +193,7 @@ lat_tensor *lat_gather(lat_tensor *x, int dim, lat_tensor *index) {
     uint32_t *dst = y->data;
     GATHER_WALK(x, index, d, xst, dst[k] = src[off + (int64_t)v[k] * xst[d]]);
   }
-  if (x->dtype_ != LAT_F32) return y;
-  lat_node *n = lat__record(y, "gather", gather_backward, 1, &x);
-  if (n) {
-    n->i[0] = d;
-    if (!keep_index(n, index)) {
-      lat_release(y);
-      return NULL;
-    }
-  }
-  return y;
+  return record_indexed(y, x, "gather", gather_backward, d, index);
 }
 
 /* ---- index_select ---- */
@@ -234,16 +240,7 @@ lat_tensor *lat_index_select(lat_tensor *x, int dim, lat_tensor *index) {
     for (int64_t j = 0; j < m; j++)
       memcpy((char *)y->data + (size_t)(o * m + j) * row,
              (const char *)x->data + (size_t)(o * size + index->i[j]) * row, row);
-  if (x->dtype_ != LAT_F32) return y;
-  lat_node *n = lat__record(y, "index_select", index_select_backward, 1, &x);
-  if (n) {
-    n->i[0] = d;
-    if (!keep_index(n, index)) {
-      lat_release(y);
-      return NULL;
-    }
-  }
-  return y;
+  return record_indexed(y, x, "index_select", index_select_backward, d, index);
 }
 
 /* ---- dropout ---- */
