@@ -78,4 +78,19 @@ H.test('REPL in a pseudo-terminal: prompt, line editing, history file', function
   H.assert(text:find('y + 1', 1, true), 'history holds the commands: ' .. text)
 end)
 
+H.test('REPL in a pseudo-terminal: Tab completes names and fields, help prints documentation', function()
+  local lines = write(tmpdir .. '/pty_tab.txt', table.concat({
+    'f = lat.attack.pg\t',
+    'print("same:", f == lat.attack.pgd)',
+    'm = lat.models.MLP{sizes = {2, 3, 1}}',
+    'g = m.flat\t',
+    'print("layer:", g == m.flatten)',
+    'help(lat.attack.pgd)',
+  }, '\n'))
+  local out = run(('LAT_HISTORY=%s/hist_tab /usr/bin/python3 pty_drive.py %s %s'):format(tmpdir, lines, LAT))
+  H.assert(out:find('same:\ttrue', 1, true), 'Tab completed lat.attack.pgd: ' .. out)
+  H.assert(out:find('layer:\ttrue', 1, true), 'Tab completed a layer name: ' .. out)
+  H.assert(out:find('pgd(model, batch, threat, opts)', 1, true), 'help printed the documentation: ' .. out)
+end)
+
 H.finish()

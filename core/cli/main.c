@@ -111,6 +111,49 @@ static int cli_add_history(lua_State *L) {
   return 0;
 }
 
+/* Tab completion: the word before the cursor goes to the Lua function the REPL registered as
+ * lat.cli.complete, which returns the candidate words; libedit shows or inserts them. */
+static char **candidates;
+static int n_candidates;
+
+static char *next_candidate(const char *text, int state) {
+  (void)text;
+  return state < n_candidates ? strdup(candidates[state]) : NULL;
+}
+
+static char **complete(const char *text, int start, int end) {
+  (void)start;
+  (void)end;
+  lua_State *L = globalL;
+  for (int i = 0; i < n_candidates; i++) free(candidates[i]);
+  free(candidates);
+  candidates = NULL;
+  n_candidates = 0;
+  rl_attempted_completion_over = 1; /* never fall back to file names */
+  lua_getfield(L, LUA_REGISTRYINDEX, "lat.cli");
+  lua_getfield(L, -1, "complete");
+  if (!lua_isfunction(L, -1)) {
+    lua_pop(L, 2);
+    return NULL;
+  }
+  lua_pushstring(L, text);
+  if (lua_pcall(L, 1, 1, 0) != 0 || !lua_istable(L, -1)) {
+    lua_pop(L, 2);
+    return NULL;
+  }
+  int n = (int)lua_objlen(L, -1);
+  candidates = calloc((size_t)n + 1, sizeof *candidates);
+  for (int i = 1; candidates && i <= n; i++) {
+    lua_rawgeti(L, -1, i);
+    const char *c = lua_tostring(L, -1);
+    if (c) candidates[n_candidates++] = strdup(c);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 2);
+  rl_completion_append_character = '\0';
+  return n_candidates ? rl_completion_matches(text, next_candidate) : NULL;
+}
+
 static int cli_interactive(lua_State *L) {
   lua_pushboolean(L, interactive());
   return 1;
@@ -237,6 +280,8 @@ int main(int argc, char **argv) {
   if (!rc && (want_repl || (!code && !script))) {
     const char *h = history_path();
     if (interactive() && h) read_history(h);
+    rl_basic_word_break_characters = " \t\n\"\\'`@$><=;|&{(,+-*/^%[]#~";
+    rl_attempted_completion_function = complete;
     rc = run_repl(L);
   }
   lua_close(L);

@@ -3,7 +3,10 @@
 -- more lines; an error prints its message and the loop goes on.
 local cli = require 'lat.cli'
 local lat = require 'lat'
+local complete = require 'lat.complete'
 _G.lat = lat
+_G.help = complete.help
+cli.complete = complete.complete
 
 local function print_values(n, ...)
   for i = 1, n do
