@@ -22,6 +22,18 @@ static bool check_vec(const lat_tensor *t, int64_t n, const char *op, const char
 /* ---------------- layer norm ---------------- */
 
 /* one row of d: mean and 1/sqrt(biased variance + eps), two passes */
+/* the output (shaped like x) and n saved means and reciprocal standard deviations; all or none */
+static bool new_with_stats(const lat_tensor *x, int64_t n, lat_tensor **y, lat_tensor **mean,
+                           lat_tensor **rstd) {
+  *y = lat__new_like(x);
+  *mean = *y ? lat__new(LAT_F32, 1, &n) : NULL;
+  *rstd = *mean ? lat__new(LAT_F32, 1, &n) : NULL;
+  if (*rstd) return true;
+  lat_release(*y);
+  lat_release(*mean);
+  return false;
+}
+
 static void row_stats(const float *restrict x, int64_t d, double eps, float *mean, float *rstd) {
   float s = 0, v = 0;
   #pragma omp simd reduction(+ : s)
@@ -94,14 +106,8 @@ lat_tensor *lat_layer_norm(lat_tensor *x, lat_tensor *w, lat_tensor *b, double e
   if (!(eps >= 0)) return lat__fail("%s: eps must be >= 0, got %g", op, eps);
   int64_t D = x->shape_[x->ndim - 1], R = D ? x->numel_ / D : 0;
   if (!check_vec(w, D, op, "weight", x) || !check_vec(b, D, op, "bias", x)) return NULL;
-  lat_tensor *y = lat__new_like(x);
-  lat_tensor *mean = y ? lat__new(LAT_F32, 1, &R) : NULL;
-  lat_tensor *rstd = mean ? lat__new(LAT_F32, 1, &R) : NULL;
-  if (!rstd) {
-    lat_release(y);
-    lat_release(mean);
-    return NULL;
-  }
+  lat_tensor *y, *mean, *rstd;
+  if (!new_with_stats(x, R, &y, &mean, &rstd)) return NULL;
   const float *wf = w ? w->f : NULL, *bf = b ? b->f : NULL;
   #pragma omp parallel for if (x->numel_ > LAT_PAR_MIN && R > 1)
   for (int64_t r = 0; r < R; r++) {
@@ -202,14 +208,8 @@ lat_tensor *lat_batch_norm(lat_tensor *x, lat_tensor *w, lat_tensor *b, lat_tens
   if (!training && (!running_mean || !running_var))
     return lat__fail("%s: evaluation mode needs the running mean and variance (pass them, or "
                      "use training mode for batch statistics)", op);
-  lat_tensor *y = lat__new_like(x);
-  lat_tensor *mean = y ? lat__new(LAT_F32, 1, &C) : NULL;
-  lat_tensor *rstd = mean ? lat__new(LAT_F32, 1, &C) : NULL;
-  if (!rstd) {
-    lat_release(y);
-    lat_release(mean);
-    return NULL;
-  }
+  lat_tensor *y, *mean, *rstd;
+  if (!new_with_stats(x, C, &y, &mean, &rstd)) return NULL;
   float *rm = running_mean ? running_mean->f : NULL, *rv = running_var ? running_var->f : NULL;
   const float *wf = w ? w->f : NULL, *bf = b ? b->f : NULL;
   #pragma omp parallel for if (x->numel_ > LAT_PAR_MIN && C > 1)

@@ -31,15 +31,20 @@ local function rng_of(opts) return opts.rng or lat.Generator(opts.seed or 0) end
 -- the adversarial images as .x; the model is evaluated in evaluation mode.
 
 -- pgd: {norm = 'linf' | 'l2', eps =, steps = 10, step_size =, init = 'uniform', rng =} through
+-- the score of the attacked images xa (in evaluation mode), carrying xa itself
+local function scored(model, xa, y)
+  local s = U.in_eval(model, function() return H.score(model, xa, y) end)
+  s.x = xa
+  return s
+end
+
 -- lat.attack.pgd with lat.threat{where = 'input', clamp = {0, 1}}
 function H.pgd(model, batch, opts)
   local tm = lat.threat{ where = 'input', norm = opts.norm or 'linf', eps = opts.eps, clamp = { 0, 1 } }
   local r = A.pgd(model, batch, tm, { steps = opts.steps or 10, step_size = opts.step_size,
     init = opts.init or 'uniform', rng = opts.rng })
   local xa = lat.no_grad(function() return batch.x + r.deltas.input end)
-  local s = U.in_eval(model, function() return H.score(model, xa, batch.y) end)
-  s.x = xa
-  return s
+  return scored(model, xa, batch.y)
 end
 
 -- patch: {patch = [1, C, s, s] from universal.fit_patch, rng = positions} pasted at a random
@@ -47,26 +52,20 @@ end
 function H.patch(model, batch, opts)
   if not opts.patch then raise('heldout.patch: opts.patch is required (fit it with universal.fit_patch)') end
   local xa = lat.no_grad(function() return U.apply_patch(batch.x, opts.patch, U.positions(batch.x, opts.patch:size(3), rng_of(opts))) end)
-  local s = U.in_eval(model, function() return H.score(model, xa, batch.y) end)
-  s.x = xa
-  return s
+  return scored(model, xa, batch.y)
 end
 
 -- uap: {delta = [1, C, H, W] from universal.fit_uap} added to every image
 function H.uap(model, batch, opts)
   if not opts.delta then raise('heldout.uap: opts.delta is required (fit it with universal.fit_uap)') end
   local xa = lat.no_grad(function() return U.apply_uap(batch.x, opts.delta) end)
-  local s = U.in_eval(model, function() return H.score(model, xa, batch.y) end)
-  s.x = xa
-  return s
+  return scored(model, xa, batch.y)
 end
 
 -- corruption: {kind =, severity = 1..5, rng = | seed =}
 function H.corruption(model, batch, opts)
   local xa = C.apply(batch.x, opts.kind, opts.severity, { rng = rng_of(opts) })
-  local s = U.in_eval(model, function() return H.score(model, xa, batch.y) end)
-  s.x = xa
-  return s
+  return scored(model, xa, batch.y)
 end
 
 -- ---------------------------------------------------------------- specs

@@ -196,7 +196,7 @@ function M.GPT:generate(prompt, n, opts)
       local ctx = lat.empty({ 1, #ids - start + 1 }, 'int32')
       for j = start, #ids do ctx.i[j - start] = ids[j] end
       local logits = self(ctx):select(2, -1):reshape(-1) -- [vocab]
-      local V, p = logits:numel(), logits.f
+      local V = logits:numel()
       local next_id
       if not opts.temperature or opts.temperature <= 0 then
         next_id = logits:argmax():item()
@@ -219,7 +219,6 @@ function M.GPT:generate(prompt, n, opts)
       end
       ids[#ids + 1] = next_id
       out[#out + 1] = next_id
-      local _ = p
     end
   end)
   self:train(was_training)

@@ -154,6 +154,15 @@ local function common(opts, what, width, height)
   return math.floor(width), math.floor(height), lines
 end
 
+-- the gnuplot 'plot' command joining each series' clause (functions of the data file's name)
+local function plot_command(plots)
+  return function(file)
+    local p = {}
+    for i, f in ipairs(plots) do p[i] = f(file) end
+    return 'plot ' .. table.concat(p, ', \\\n  ')
+  end
+end
+
 -- ---------------------------------------------------------------- line plots
 
 function M.line(opts)
@@ -175,11 +184,7 @@ function M.line(opts)
       return ('%s index %d using 1:2 with %s lw 2 title %s'):format(file, i - 1, style, gp_string(shorten(s.name or '', 40)))
     end
   end
-  lines[#lines + 1] = function(file)
-    local p = {}
-    for i, f in ipairs(plots) do p[i] = f(file) end
-    return 'plot ' .. table.concat(p, ', \\\n  ')
-  end
+  lines[#lines + 1] = plot_command(plots)
   return render(opts, width, height, data, lines)
 end
 
@@ -251,11 +256,7 @@ function M.scatter(opts)
         :format(file, block)
     end
   end
-  lines[#lines + 1] = function(file)
-    local p = {}
-    for i, f in ipairs(plots) do p[i] = f(file) end
-    return 'plot ' .. table.concat(p, ', \\\n  ')
-  end
+  lines[#lines + 1] = plot_command(plots)
   return render(opts, width, height, data, lines)
 end
 
