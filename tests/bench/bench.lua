@@ -1,8 +1,9 @@
 -- bench.lua: lat side of the benchmarks (see run.sh). Prints one line per workload,
 -- 'name<TAB>median_ms', with the same names as bench_torch.py.
 -- Usage: lat tests/bench/bench.lua [THREADS [REPEATS [FILTER,...]]]
--- Each repeat ends with a full garbage collection (inside the timed region), so that the
--- step's tensors go back to lat's caching allocator as they would in a training loop.
+-- A repeat is a block of calls lasting at least BLOCK seconds, timed as a whole, so that lat's
+-- garbage collections (which return a step's tensors to the caching allocator) fall inside the
+-- timed region as often as they do in a training loop.
 local lat = require 'lat'
 local ffi = require 'ffi'
 
@@ -30,14 +31,16 @@ local function median(t)
   return n % 2 == 1 and t[(n + 1) / 2] or (t[n / 2] + t[n / 2 + 1]) / 2
 end
 
+local BLOCK = 0.1
 local function timeit(fn, warmup)
-  for _ = 1, warmup or 3 do fn(); collectgarbage() end
+  local t0 = now()
+  for _ = 1, warmup or 3 do fn() end
+  local calls = math.max(1, math.ceil(BLOCK / ((now() - t0) / (warmup or 3))))
   local ts = {}
   for i = 1, repeats do
-    local t0 = now()
-    fn()
-    collectgarbage()
-    ts[i] = now() - t0
+    t0 = now()
+    for _ = 1, calls do fn() end
+    ts[i] = (now() - t0) / calls
   end
   return median(ts) * 1000
 end

@@ -1,5 +1,6 @@
 """bench_torch.py: PyTorch side of lat's benchmarks (see run.sh). Prints one line per workload:
 'name<TAB>median_ms'. Usage: bench_torch.py THREADS [REPEATS]."""
+import math
 import statistics
 import sys
 import time
@@ -8,14 +9,20 @@ import torch
 import torch.nn.functional as F
 
 
+BLOCK = 0.1  # seconds: a repeat is a block of calls timed as a whole, as in bench.lua
+
+
 def timeit(fn, repeats, warmup=3):
+    t0 = time.perf_counter()
     for _ in range(warmup):
         fn()
+    calls = max(1, math.ceil(BLOCK / ((time.perf_counter() - t0) / warmup)))
     ts = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
+        for _ in range(calls):
+            fn()
+        ts.append((time.perf_counter() - t0) / calls)
     return statistics.median(ts) * 1000
 
 

@@ -1,6 +1,6 @@
 #!/bin/bash
 # run.sh: lat against PyTorch on the same workloads, at 1 and 2 threads, in one go.
-# Prints each workload's median time (ms, after warm-up) and the ratio lat / torch (below 1:
+# Prints each workload's median time per call (ms, after warm-up) and the ratio lat / torch (below 1:
 # lat is faster). Usage: tests/bench/run.sh [REPEATS]   (from anywhere; lat from build/)
 # If OPENBLAS_CORETYPE is set, the table is printed twice: as set, then with it unset.
 set -euo pipefail
@@ -55,7 +55,7 @@ table() { # $1: label; the environment decides OPENBLAS_CORETYPE
   printf '%-28s %3s %10.3f %10.3f %7.2f\n' "start-up (lat -e '' / import torch)" - "$sl" "$st" "$(echo "scale=4; $sl / $st" | bc)"
 }
 
-echo "lat benchmarks: median of $REPEATS repeats after 3 warm-up runs; start-up: median of $STARTS runs"
+echo "lat benchmarks: median of $REPEATS repeats (each a block of calls lasting at least 0.1 s, timed as a whole) after 3 warm-up calls; start-up: median of $STARTS runs"
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores"
 echo "torch $("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null), run with: ${TORCH_ENV[*]}"
 echo "  and torch.set_num_threads(t), OMP_NUM_THREADS=t, OPENBLAS_NUM_THREADS=t for t threads"
