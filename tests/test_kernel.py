@@ -107,6 +107,12 @@ def test_images_inline():
     assert not [k for k, _ in out if k == "execute_result"], out  # nothing else is shown
 
 
+def test_output_keeps_its_order_around_images():
+    reply, out = run("print('before')\nlat.plot.images{images = lat.rand(1, 1, 4, 4)}\nprint('after')")
+    kinds = [(k, c.get("text")) for k, c in out]
+    assert kinds == [("stream", "before\n"), ("display_data", None), ("stream", "after\n")], kinds
+
+
 def test_line_plot_inline():
     reply, out = run("ok = lat.plot.available()\nok")
     if result(out) != "true":

@@ -6,7 +6,8 @@
 -- Protocol: requests arrive on stdin, one JSON object a line:
 --   {op='execute', code=, n=}   {op='complete', word=}   {op='inspect', word=}
 -- Replies go to the file descriptor $LAT_KERNEL_FD, one JSON object a line:
---   {type='display', png=path, temp=bool}   a PNG to show (temp: the reader removes it)
+--   {type='display', png=path, temp=bool}   a PNG to show (temp: the reader removes it); the
+--                                           reader answers with a line on stdin once shown
 --   {type='result', text=}                  the values of the cell's last expression
 --   {type='error', ename=, evalue=, traceback={lines}}
 --   {type='done'}                           the cell is over
@@ -87,7 +88,10 @@ function M.serve()
   io.stdout:setvbuf('line')
   _G.lat = lat
   _G.help = complete.help
-  lat.plot.display = function(path, temp) send{ type = 'display', png = path, temp = temp or false } end
+  lat.plot.display = function(path, temp)
+    send{ type = 'display', png = path, temp = temp or false }
+    io.stdin:read('*l') -- the reader's acknowledgement: what the cell prints next comes after the image
+  end
   send{ type = 'ready', version = lat.version }
   for line in io.stdin:lines() do
     local ok, req = pcall(cjson.decode, line)

@@ -54,6 +54,12 @@ class LatProcess:
         self.proc.stdin.write((json.dumps(request) + "\n").encode())
         self.proc.stdin.flush()
 
+    def acknowledge(self):
+        """Lets the process go on after a display reply, which it waits on so that its later
+        output cannot overtake the image."""
+        self.proc.stdin.write(b"ok\n")
+        self.proc.stdin.flush()
+
     def interrupt(self):
         if self.alive():
             os.kill(self.proc.pid, signal.SIGINT)
@@ -166,6 +172,7 @@ class LatKernel(Kernel):
                     return True
                 if msg["type"] == "display":
                     self.show_png(msg)
+                    self.lat.acknowledge()
                 elif on_reply:
                     on_reply(msg)
             if interrupted_at is not None:
