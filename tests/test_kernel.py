@@ -40,7 +40,7 @@ def run(code, timeout=60, interrupt_after=None):
         kind = msg["msg_type"]
         if kind == "status" and msg["content"]["execution_state"] == "idle":
             break
-        if kind in ("stream", "execute_result", "error", "display_data"):
+        if kind in ("stream", "execute_result", "error", "display_data", "update_display_data"):
             outputs.append((kind, msg["content"]))
     reply = kc.get_shell_msg(timeout=timeout)
     assert reply["parent_header"]["msg_id"] == msg_id
@@ -92,10 +92,15 @@ def test_interrupt_keeps_the_session():
     assert result(out) == "11", out
 
 
-def test_progress_bar_shows():
+def test_progress_bar_redraws_in_place():
     reply, out = run("local bar = lat.log.progress{label = 'steps', total = 3}\n"
                      "for i = 1, 3 do bar:update(i) end\nbar:finish()")
-    assert reply["status"] == "ok" and "steps" in text(out, "stderr") and "3/3" in text(out, "stderr"), out
+    shown = [(k, c["transient"]["display_id"], c["data"]["text/plain"]) for k, c in out if "display_data" in k]
+    assert reply["status"] == "ok" and len(shown) == 2, out
+    (first, id1, text1), (second, id2, text2) = shown
+    assert first == "display_data" and second == "update_display_data" and id1 == id2, shown
+    assert text1.startswith("steps") and "1/3" in text1 and "3/3" in text2 and " in 0:00" in text2, shown
+    assert text(out, "stderr") == "", out  # not on stderr as well
 
 
 def test_images_inline():

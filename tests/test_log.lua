@@ -100,6 +100,24 @@ with open(sys.argv[1], 'w', newline='') as f:
   H.raises(function() lat.log.read_csv(tmp .. '/no_such.csv') end, 'read_csv: cannot open')
 end)
 
+H.test('progress bar in a notebook: its lines go to the display hook under one id per bar', function()
+  local shown = {}
+  lat.log.progress.display = function(id, text) shown[#shown + 1] = { id = id, text = text } end
+  local ok, err = pcall(function()
+    local bar = lat.log.progress{ label = 'nb', total = 100, mode = 'display' }
+    for i = 1, 100 do bar:update(i) end
+    bar:finish()
+    lat.log.progress{ label = 'second', total = 1, mode = 'display' }:finish()
+  end)
+  lat.log.progress.display = nil
+  H.assert(ok, err)
+  H.assert(#shown >= 3 and shown[1].text:find('^nb  %[') and shown[1].text:find('1/100', 1, true), lat.repr(shown))
+  H.assert(shown[#shown - 1].text:find('100/100', 1, true) and shown[#shown - 1].id == shown[1].id, lat.repr(shown))
+  H.assert(shown[#shown].text:find('^second') and shown[#shown].id ~= shown[1].id, lat.repr(shown))
+  -- without the hook (outside a notebook) the display mode falls back to the usual choice
+  H.assert(lat.log.progress{ mode = 'display', stream = io.stdout }.mode == 'plain')
+end)
+
 H.test('progress bar off a terminal: a line per tenth at most, then the final line', function()
   local path = tmp .. '/bar.txt'
   local f = assert(io.open(path, 'w'))

@@ -6,8 +6,10 @@
 -- Protocol: requests arrive on stdin, one JSON object a line:
 --   {op='execute', code=, n=}   {op='complete', word=}   {op='inspect', word=}
 -- Replies go to the file descriptor $LAT_KERNEL_FD, one JSON object a line:
---   {type='display', png=path, temp=bool}   a PNG to show (temp: the reader removes it); the
---                                           reader answers with a line on stdin once shown
+--   {type='display', png=path, temp=bool}   a PNG to show (temp: the reader removes it)
+--   {type='progress', id=, text=}           a progress bar's line, shown in place of the last
+--                                           one with that id
+--   (the reader answers both with a line on stdin once shown)
 --   {type='result', text=}                  the values of the cell's last expression
 --   {type='error', ename=, evalue=, traceback={lines}}
 --   {type='done'}                           the cell is over
@@ -88,9 +90,14 @@ function M.serve()
   io.stdout:setvbuf('line')
   _G.lat = lat
   _G.help = complete.help
+  -- the reader acknowledges each display, so that what the cell prints next comes after it
   lat.plot.display = function(path, temp)
     send{ type = 'display', png = path, temp = temp or false }
-    io.stdin:read('*l') -- the reader's acknowledgement: what the cell prints next comes after the image
+    io.stdin:read('*l')
+  end
+  lat.log.progress.display = function(id, text)
+    send{ type = 'progress', id = id, text = text }
+    io.stdin:read('*l')
   end
   send{ type = 'ready', version = lat.version }
   for line in io.stdin:lines() do

@@ -33,7 +33,7 @@ class LatProcess:
     def __init__(self):
         lat = os.environ.get("LAT", "lat")
         replies_r, replies_w = os.pipe()
-        env = dict(os.environ, LAT_KERNEL_FD=str(replies_w), LAT_PROGRESS="plain")
+        env = dict(os.environ, LAT_KERNEL_FD=str(replies_w))
         self.proc = subprocess.Popen(
             [lat, "-e", "require('lat.kernel').serve()"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -125,6 +125,7 @@ class LatKernel(Kernel):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.lat = None
+        self.progress_ids = set()
         self.start_lat()
 
     def start_lat(self):
@@ -152,6 +153,13 @@ class LatKernel(Kernel):
                            {"data": {"image/png": data, "text/plain": "<plot %s>" % os.path.basename(path)},
                             "metadata": {}})
 
+    def show_progress(self, msg):
+        """A progress bar is a display that each new line of it replaces."""
+        content = {"data": {"text/plain": msg["text"]}, "metadata": {}, "transient": {"display_id": msg["id"]}}
+        kind = "update_display_data" if msg["id"] in self.progress_ids else "display_data"
+        self.progress_ids.add(msg["id"])
+        self.send_response(self.iopub_socket, kind, content)
+
     def wait_for(self, until, on_reply=None, interruptible=False):
         """Relays output and replies until a reply of type `until`; returns False if lat died."""
         interrupted_at = None
@@ -172,6 +180,9 @@ class LatKernel(Kernel):
                     return True
                 if msg["type"] == "display":
                     self.show_png(msg)
+                    self.lat.acknowledge()
+                elif msg["type"] == "progress":
+                    self.show_progress(msg)
                     self.lat.acknowledge()
                 elif on_reply:
                     on_reply(msg)
