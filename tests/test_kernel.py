@@ -151,6 +151,13 @@ def test_uninterruptible_loop_restarts_lat():
     assert result(out) == "true", out
 
 
+def test_exit_restarts_lat():
+    reply, out = run("os.exit(3)")
+    assert reply["status"] == "error" and reply["ename"] == "LatRestarted" and "exit status 3" in reply["evalue"], reply
+    reply, out = run("1 + 1")
+    assert result(out) == "2", out
+
+
 try:
     for name, fn in list(globals().items()):
         if name.startswith("test_"):

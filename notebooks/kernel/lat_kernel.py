@@ -34,12 +34,17 @@ class LatProcess:
         lat = os.environ.get("LAT", "lat")
         replies_r, replies_w = os.pipe()
         env = dict(os.environ, LAT_KERNEL_FD=str(replies_w))
-        self.proc = subprocess.Popen(
-            [lat, "-e", "require('lat.kernel').serve()"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            pass_fds=(replies_w,), env=env,
-            start_new_session=True)  # interrupts reach it only through us, once
-        os.close(replies_w)
+        try:
+            self.proc = subprocess.Popen(
+                [lat, "-e", "require('lat.kernel').serve()"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                pass_fds=(replies_w,), env=env,
+                start_new_session=True)  # interrupts reach it only through us, once
+        except OSError as e:
+            raise RuntimeError("lat kernel: cannot run %r (%s); $LAT must name the built lat command, as the "
+                               "kernel spec that .ci/setup.sh installs does" % (lat, e)) from e
+        finally:
+            os.close(replies_w)
         self.replies = replies_r
         self.streams = {self.proc.stdout.fileno(): "stdout", self.proc.stderr.fileno(): "stderr"}
         self.decoders = {fd: codecs.getincrementaldecoder("utf-8")("replace") for fd in self.streams}
@@ -218,12 +223,21 @@ class LatKernel(Kernel):
                 self.send_response(self.iopub_socket, "error",
                                    {"ename": msg["ename"], "evalue": msg["evalue"], "traceback": msg["traceback"]})
 
+        def failed(why):
+            result = self.restart_lat(why)
+            self.send_response(self.iopub_socket, "error", {k: result[k] for k in ("ename", "evalue", "traceback")})
+            return result
+
         if not self.lat.alive():
-            self.restart_lat("lat had stopped")
-        self.lat.send({"op": "execute", "code": code, "n": self.execution_count})
-        if not self.wait_for("done", on_reply, interruptible=True):
-            outcome = self.restart_lat("lat stopped during the cell")
-            self.send_response(self.iopub_socket, "error", {k: outcome[k] for k in ("ename", "evalue", "traceback")})
+            outcome = failed("lat had stopped before the cell")
+        else:
+            try:
+                self.lat.send({"op": "execute", "code": code, "n": self.execution_count})
+                finished = self.wait_for("done", on_reply, interruptible=True)
+            except OSError:  # a broken pipe: lat has gone
+                finished = False
+            if not finished:
+                outcome = failed("lat stopped during the cell")
         outcome.update(execution_count=self.execution_count, payload=[], user_expressions={})
         return outcome
 
@@ -232,8 +246,11 @@ class LatKernel(Kernel):
         if not self.lat.alive():
             return None
         answer = {}
-        self.lat.send(request)
-        self.wait_for("done", lambda msg: answer.update(msg) if msg["type"] == reply_type else None)
+        try:
+            self.lat.send(request)
+            self.wait_for("done", lambda msg: answer.update(msg) if msg["type"] == reply_type else None)
+        except OSError:
+            return None
         return answer or None
 
     def do_complete(self, code, cursor_pos):
