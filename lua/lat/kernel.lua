@@ -5,14 +5,14 @@
 -- session goes on.
 -- Protocol: requests arrive on stdin, one JSON object a line:
 --   {op='execute', code=, n=}   {op='complete', word=}   {op='inspect', word=}
--- Replies go to the file descriptor $LAT_KERNEL_FD, one JSON object a line:
+-- Replies go to the file descriptor $LAT_KERNEL_FD, one JSON object a line, first
+-- {type='ready', version=}, then for each request some of these and {type='done'} last:
 --   {type='display', png=path, temp=bool}   a PNG to show (temp: the reader removes it)
 --   {type='progress', id=, text=}           a progress bar's line, shown in place of the last
 --                                           one with that id
 --   (the reader answers both with a line on stdin once shown)
 --   {type='result', text=}                  the values of the cell's last expression
 --   {type='error', ename=, evalue=, traceback={lines}}
---   {type='done'}                           the cell is over
 --   {type='matches', matches={...}}   {type='doc', text=} (or text=nil: nothing known)
 -- What cells print goes to the process's stdout and stderr, flushed before every reply so the
 -- reader can keep output and replies in order.

@@ -6,7 +6,7 @@ process's stdin as JSON lines; what cells print arrives on its stdout and stderr
 plots, errors, the end of a cell) arrive as JSON lines on a separate pipe. The lat command is
 $LAT (the kernel spec that CMake writes into build/jupyter names the built one).
 
-    /usr/bin/python3 -m lat_kernel -f CONNECTION_FILE     (what Jupyter runs, via kernel.json)
+    /usr/bin/python3 notebooks/kernel/lat_kernel.py -f CONNECTION_FILE   (what kernel.json runs)
 """
 import base64
 import codecs
@@ -155,14 +155,16 @@ class LatKernel(Kernel):
                 except OSError:
                     pass
         self.send_response(self.iopub_socket, "display_data",
-                           {"data": {"image/png": data, "text/plain": "<plot %s>" % os.path.basename(path)},
+                           {"data": {"image/png": data,
+                                     "text/plain": "<plot>" if msg.get("temp") else "<%s>" % os.path.basename(path)},
                             "metadata": {}})
 
     def show_progress(self, msg):
         """A progress bar is a display that each new line of it replaces."""
-        content = {"data": {"text/plain": msg["text"]}, "metadata": {}, "transient": {"display_id": msg["id"]}}
-        kind = "update_display_data" if msg["id"] in self.progress_ids else "display_data"
-        self.progress_ids.add(msg["id"])
+        display_id = "%s-%d" % (msg["id"], self.lat.proc.pid)  # lat numbers its bars afresh after a restart
+        content = {"data": {"text/plain": msg["text"]}, "metadata": {}, "transient": {"display_id": display_id}}
+        kind = "update_display_data" if display_id in self.progress_ids else "display_data"
+        self.progress_ids.add(display_id)
         self.send_response(self.iopub_socket, kind, content)
 
     def wait_for(self, until, on_reply=None, interruptible=False):
