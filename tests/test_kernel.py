@@ -68,6 +68,11 @@ def test_values_and_state():
     assert reply["status"] == "ok" and not [k for k, _ in out if k == "execute_result"], out
 
 
+def test_reading_input_does_not_eat_requests():
+    reply, out = run("io.read('*l') == nil")
+    assert result(out) == "true", out
+
+
 def test_printed_output_in_order():
     reply, out = run("print('one')\nio.stderr:write('two\\n')\nprint('three')\n42")
     assert text(out, "stdout") == "one\nthree\n" and text(out, "stderr") == "two\n", out

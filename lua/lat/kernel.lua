@@ -28,7 +28,7 @@ local SIGINT, SIG_IGN = 2, ffi.cast('void *', 1)
 
 local M = {}
 
-local replies
+local replies, requests = nil, io.stdin
 
 local function send(msg)
   io.stdout:flush()
@@ -88,19 +88,20 @@ function M.serve()
   -- Between cells a stray interrupt must not end the session; cli.run arms it during a cell.
   ffi.C.lat_kernel_signal(SIGINT, SIG_IGN)
   io.stdout:setvbuf('line')
+  io.input('/dev/null') -- io.read() in a cell must not eat the requests
   _G.lat = lat
   _G.help = complete.help
   -- the reader acknowledges each display, so that what the cell prints next comes after it
   lat.plot.display = function(path, temp)
     send{ type = 'display', png = path, temp = temp or false }
-    io.stdin:read('*l')
+    requests:read('*l')
   end
   lat.log.progress.display = function(id, text)
     send{ type = 'progress', id = id, text = text }
-    io.stdin:read('*l')
+    requests:read('*l')
   end
   send{ type = 'ready', version = lat.version }
-  for line in io.stdin:lines() do
+  for line in requests:lines() do
     local ok, req = pcall(cjson.decode, line)
     if not ok or type(req) ~= 'table' then
       send{ type = 'error', ename = 'ProtocolError', evalue = 'lat.kernel: bad request: ' .. line, traceback = {} }
