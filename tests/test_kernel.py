@@ -97,6 +97,13 @@ def test_interrupt_keeps_the_session():
     assert result(out) == "11", out
 
 
+def test_interrupt_between_cells_is_harmless():
+    km.interrupt_kernel()
+    time.sleep(0.5)
+    reply, out = run("kept + 1")
+    assert reply["status"] == "ok" and result(out) == "12", (reply, out)
+
+
 def test_progress_bar_redraws_in_place():
     reply, out = run("local bar = lat.log.progress{label = 'steps', total = 3}\n"
                      "for i = 1, 3 do bar:update(i) end\nbar:finish()")
