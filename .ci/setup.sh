@@ -16,8 +16,11 @@ cd "$(dirname "$0")/.."
 #   bc                                 arithmetic in the benchmark script
 #   zstd                               the zstd command, which tests use to check .zst checkpoints
 #   gnuplot-nox                        line and scatter plots as PNG (lat.plot; optional at run time)
+#   python3-ipykernel jupyter-client jupyter-nbconvert jupyter-notebook
+#                                      the notebooks: lat's Jupyter kernel, its test, running them in CI, opening them
 PACKAGES="build-essential cmake pkg-config libluajit-5.1-dev libopenblas-dev libopenblas0-openmp libpng-dev
-  libzstd-dev zlib1g-dev libedit-dev lua-cjson python3-torch python3-numpy bc zstd gnuplot-nox"
+  libzstd-dev zlib1g-dev libedit-dev lua-cjson python3-torch python3-numpy bc zstd gnuplot-nox
+  python3-ipykernel jupyter-client jupyter-nbconvert jupyter-notebook"
 
 missing=""
 for p in $PACKAGES; do
@@ -32,6 +35,10 @@ fi
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release > /dev/null
 cmake --build build -j"$(nproc)"
+
+# lat's Jupyter kernel (the spec CMake wrote, naming this build), so that `jupyter notebook
+# notebooks/` opens the notebooks with lat
+/usr/bin/jupyter kernelspec install --user --name=lat build/jupyter/kernels/lat > /dev/null
 
 # the data sets (Fashion-MNIST, SpamAssassin, Moby Dick, State of the Union) into $LAT_DATA or data/
 datasets/fetch.sh

@@ -56,7 +56,7 @@ H.test('REPL over standard input: values, tensors, errors, multi-line', function
   H.assert(out:find('[exit 0]', 1, true), out)
 end)
 
-H.test('REPL in a pseudo-terminal: prompt, line editing, history file', function()
+H.test('REPL in a pseudo-terminal: prompt, line editing, history kept across sessions', function()
   local hist = tmpdir .. '/lat_history_test'
   os.remove(hist)
   local lines = write(tmpdir .. '/pty_lines.txt', table.concat({
@@ -64,6 +64,7 @@ H.test('REPL in a pseudo-terminal: prompt, line editing, history file', function
     'y + 1',
     'nosuchfunction()',
     'print("alive")',
+    'print("from" .. " session 1")',
   }, '\n'))
   local out = run(('LAT_HISTORY=%s /usr/bin/python3 pty_drive.py %s %s'):format(hist, lines, LAT))
   H.assert(out:find('> ', 1, true), 'prompt shown: ' .. out)
@@ -76,6 +77,10 @@ H.test('REPL in a pseudo-terminal: prompt, line editing, history file', function
   local text = f:read('*a'):gsub('\\040', ' ')
   f:close()
   H.assert(text:find('y + 1', 1, true), 'history holds the commands: ' .. text)
+  -- a new session recalls the last one's commands: Up arrow, then Enter, runs the last line again
+  local up = write(tmpdir .. '/pty_up.txt', '\27[A\n')
+  out = run(('LAT_HISTORY=%s /usr/bin/python3 pty_drive.py %s %s'):format(hist, up, LAT))
+  H.assert(out:find('from session 1', 1, true), 'Up arrow recalled the previous session: ' .. out)
 end)
 
 H.test('REPL in a pseudo-terminal: Tab completes names and fields, help prints documentation', function()

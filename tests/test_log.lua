@@ -77,6 +77,47 @@ print(rows[0]); print(rows[1]); print(rows[2]); print(rows[3][0], float(rows[3][
   H.assert(out == "['name', 'value', 'note']\n['a,b', '0.1', 'he said \"x\"']\n['nan', 'nan', '']\nthird True 'line\\nbreak'\n", out)
 end)
 
+H.test('read_csv reads back what csv wrote, and what Python wrote', function()
+  local run = lat.log.run_dir(tmp .. '/run4')
+  local w = run:csv('table', { 'name', 'value', 'note' })
+  w:write{ name = 'a,b', value = 0.1, note = 'he said "x"' }
+  w:write{ name = 'gap', value = 1 / 0 }
+  w:write{ 'third', 1 / 3, 'line\nbreak' }
+  run:close()
+  local rows, columns = lat.log.read_csv(run:path('table.csv'))
+  H.assert(table.concat(columns, '|') == 'name|value|note' and #rows == 3, #rows)
+  H.assert(rows[1].name == 'a,b' and rows[1].value == 0.1 and rows[1].note == 'he said "x"', lat.repr(rows[1]))
+  H.assert(rows[2].value == math.huge and rows[2].note == nil, lat.repr(rows[2]))
+  H.assert(rows[3].value == 1 / 3 and rows[3].note == 'line\nbreak', lat.repr(rows[3]))
+  python([==[
+import csv, sys
+with open(sys.argv[1], 'w', newline='') as f:
+    csv.writer(f).writerows([['k', 'v'], ['x "y", z', '2.5'], ['', '-7']])
+]==], tmp .. '/py.csv')
+  rows = lat.log.read_csv(tmp .. '/py.csv')
+  H.assert(#rows == 2 and rows[1].k == 'x "y", z' and rows[1].v == 2.5 and rows[2].k == nil and rows[2].v == -7,
+    lat.repr(rows))
+  H.raises(function() lat.log.read_csv(tmp .. '/no_such.csv') end, 'read_csv: cannot open')
+end)
+
+H.test('progress bar in a notebook: its lines go to the display hook under one id per bar', function()
+  local shown = {}
+  lat.log.progress.display = function(id, text) shown[#shown + 1] = { id = id, text = text } end
+  local ok, err = pcall(function()
+    local bar = lat.log.progress{ label = 'nb', total = 100, mode = 'display' }
+    for i = 1, 100 do bar:update(i) end
+    bar:finish()
+    lat.log.progress{ label = 'second', total = 1, mode = 'display' }:finish()
+  end)
+  lat.log.progress.display = nil
+  H.assert(ok, err)
+  H.assert(#shown >= 3 and shown[1].text:find('^nb  %[') and shown[1].text:find('1/100', 1, true), lat.repr(shown))
+  H.assert(shown[#shown - 1].text:find('100/100', 1, true) and shown[#shown - 1].id == shown[1].id, lat.repr(shown))
+  H.assert(shown[#shown].text:find('^second') and shown[#shown].id ~= shown[1].id, lat.repr(shown))
+  -- without the hook (outside a notebook) the display mode falls back to the usual choice
+  H.assert(lat.log.progress{ mode = 'display', stream = io.stdout }.mode == 'plain')
+end)
+
 H.test('progress bar off a terminal: a line per tenth at most, then the final line', function()
   local path = tmp .. '/bar.txt'
   local f = assert(io.open(path, 'w'))

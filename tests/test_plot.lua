@@ -157,6 +157,34 @@ if has_gnuplot then
   end)
 end
 
+H.test('in a notebook: plots without a path are shown from a temporary file, show = true and show(path)', function()
+  local shown = {}
+  plot.display = function(path, temp)
+    local f = io.open(path, 'rb')
+    shown[#shown + 1] = { path = path, temp = temp, png = f and f:read(8) == '\137PNG\r\n\26\n' }
+    if f then f:close() end
+  end
+  local ok, err = pcall(function()
+    local images = lat.rand(4, 1, 6, 6)
+    H.assert(select('#', plot.images{ images = images }) == 0, 'a shown plot returns nothing')
+    local path = tmp .. '/shown.png'
+    H.assert(plot.images{ path = path, images = images, show = true } == path)
+    H.assert(plot.images{ path = tmp .. '/not_shown.png', images = images } == tmp .. '/not_shown.png')
+    H.assert(plot.show(path) == nil)
+    H.raises(function() plot.show(tmp .. '/missing.png') end, "plot.show: cannot open")
+  end)
+  plot.display = nil
+  H.assert(ok, err)
+  H.assert(#shown == 3, 'three displays, got ' .. #shown)
+  H.assert(shown[1].temp and shown[1].png and shown[1].path:match('%.png$'), lat.repr(shown[1]))
+  H.assert(not shown[2].temp and shown[2].path == tmp .. '/shown.png' and shown[2].png, lat.repr(shown[2]))
+  H.assert(not shown[3].temp and shown[3].path == tmp .. '/shown.png', lat.repr(shown[3]))
+  os.remove(shown[1].path) -- the kernel removes temporary files once read
+  -- outside a notebook a plot still needs its path, and show returns the path
+  H.raises(function() plot.images{ images = lat.rand(1, 1, 2, 2) } end, 'path must be a non-empty string')
+  H.assert(plot.show(tmp .. '/shown.png') == tmp .. '/shown.png')
+end)
+
 H.test('without gnuplot: nil and how to install it; grids still written', function()
   local opts = { gnuplot = tmp .. '/no-such-gnuplot' }
   local ok, err = plot.available(opts)

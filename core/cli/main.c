@@ -54,14 +54,15 @@ static int traceback(lua_State *L) {
   return 1;
 }
 
-/* cli.run(f, ...): call f with a traceback handler and Ctrl-C armed; returns ok, results... */
+/* cli.run(f, ...): call f with a traceback handler and Ctrl-C armed; returns ok, results...
+ * Afterwards SIGINT goes back to what it was (the notebook kernel ignores it between cells). */
 static int cli_run(lua_State *L) {
   int n = lua_gettop(L);
   lua_pushcfunction(L, traceback);
   lua_insert(L, 1);
-  signal(SIGINT, on_sigint);
+  void (*before)(int) = signal(SIGINT, on_sigint);
   int rc = lua_pcall(L, n - 1, LUA_MULTRET, 1);
-  signal(SIGINT, SIG_DFL);
+  signal(SIGINT, before == on_sigint ? SIG_DFL : before);
   lua_sethook(L, NULL, 0, 0);
   lua_pushboolean(L, rc == 0);
   lua_replace(L, 1);

@@ -33,17 +33,24 @@ local function names_of(v, methods_only)
   return out
 end
 
+-- the value a dotted name ('lat.attack.pgd', 'model.blocks.1') names among the globals, or nil
+function M.resolve(name)
+  local value = _G
+  for part in name:gmatch('[^.:]+') do
+    if type(value) ~= 'table' and not lat.is_tensor(value) then return nil end
+    local ok, v = pcall(function() return value[tonumber(part) or part] end)
+    if not ok then return nil end
+    value = v
+  end
+  return value
+end
+
 function M.complete(word)
   local base, sep, prefix = word:match('^(.-)([.:])([%w_]*)$')
   local value
   if base then
-    value = _G
-    for part in base:gmatch('[^.]+') do
-      if type(value) ~= 'table' and not lat.is_tensor(value) then return {} end
-      local ok, v = pcall(function() return value[tonumber(part) or part] end)
-      if not ok then return {} end
-      value = v
-    end
+    value = M.resolve(base)
+    if value == nil then return {} end
   else
     value, sep, prefix, base = _G, '', word, nil
   end
@@ -55,12 +62,11 @@ function M.complete(word)
   return out
 end
 
--- help(f): the comment block written above f in its source file (lat's functions are documented
--- that way), or a note that there is none
-function M.help(f)
+-- doc(f): the comment block written above f in its source file (lat's functions are documented
+-- that way) and where f is defined, or a note that there is none
+function M.doc(f)
   if type(f) ~= 'function' then
-    print(('help: expected a function, got %s (try help(lat.attack.pgd))'):format(type(f)))
-    return
+    return ('help: expected a function, got %s (try help(lat.attack.pgd))'):format(type(f))
   end
   local info = debug.getinfo(f, 'S')
   local path = info.source:match('^@(.*)')
@@ -79,8 +85,11 @@ function M.help(f)
     i = i - 1
   end
   local where = path and ('%s:%d'):format(path, info.linedefined) or info.short_src
-  if #doc == 0 then print(('no documentation above its definition (%s)'):format(where))
-  else print(table.concat(doc, '\n') .. '\n  (' .. where .. ')') end
+  if #doc == 0 then return ('no documentation above its definition (%s)'):format(where) end
+  return table.concat(doc, '\n') .. '\n  (' .. where .. ')'
 end
+
+-- help(f): prints doc(f)
+function M.help(f) print(M.doc(f)) end
 
 return M

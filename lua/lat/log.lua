@@ -112,6 +112,53 @@ function Csv:write(row)
 end
 Csv.close = Jsonl.close
 
+-- read_csv(path) -> rows, columns: what csv() writes (or any CSV with a header line, quoted
+-- fields with commas, quotes and newlines), each row keyed by column name; fields that read as
+-- numbers (nan and inf too) become numbers, empty fields nil. A missing file raises.
+function M.read_csv(path)
+  local f, err = io.open(path, 'r')
+  if not f then raise('read_csv: cannot open ' .. err) end
+  local text = f:read('*a')
+  f:close()
+  local records, fields, pos, n = {}, {}, 1, #text
+  while pos <= n do
+    local field
+    if text:sub(pos, pos) == '"' then
+      local parts, i = {}, pos + 1
+      while true do
+        local q = text:find('"', i, true)
+        if not q then raise(('read_csv: %s: a quoted field is not closed'):format(path)) end
+        parts[#parts + 1] = text:sub(i, q - 1)
+        if text:sub(q + 1, q + 1) == '"' then parts[#parts + 1] = '"'; i = q + 2 else pos = q + 1; break end
+      end
+      field = table.concat(parts)
+    else
+      local e = text:find('[,\r\n]', pos) or n + 1
+      field, pos = text:sub(pos, e - 1), e
+    end
+    fields[#fields + 1] = field
+    local c = text:sub(pos, pos)
+    if c == ',' then pos = pos + 1
+    else -- the end of a record
+      records[#records + 1] = fields
+      fields = {}
+      pos = pos + ((text:sub(pos, pos + 1) == '\r\n') and 2 or 1)
+    end
+  end
+  local columns = records[1] or {}
+  local specials = { nan = 0 / 0, inf = math.huge, ['-inf'] = -math.huge }
+  local rows = {}
+  for r = 2, #records do
+    local row = {}
+    for i, name in ipairs(columns) do
+      local v = records[r][i]
+      if v ~= nil and v ~= '' then row[name] = tonumber(v) or specials[v] or v end
+    end
+    rows[#rows + 1] = row
+  end
+  return rows, columns
+end
+
 -- ---------------------------------------------------------------- run folders
 
 local Run = {}

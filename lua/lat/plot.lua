@@ -4,6 +4,9 @@
 --   lat.plot.scatter{ path = 'run/pareto.png', xlabel = 'clean accuracy', ylabel = 'robust accuracy',
 --     points = { { x = 0.91, y = 0.40, label = 'LAT block 2', group = 'LAT' }, ... }, pareto = true }
 --   lat.plot.images{ path = 'run/adv.png', images = x_adv, labels = names, cols = 8 }
+-- In a Jupyter notebook (the lat kernel sets M.display) a plot without a path is drawn to a
+-- temporary PNG and shown under the cell, returning nothing; show = true shows a plot written to
+-- a path as well; lat.plot.show(path) shows a PNG file.
 -- Each returns the path written, or nil and a message: gnuplot is optional (Debian: gnuplot-nox;
 -- LAT_GNUPLOT or opts.gnuplot names the command), so a recipe without it still writes its CSV
 -- files. Misuse (a missing path, x and y of different lengths) raises an error.
@@ -403,6 +406,44 @@ function M.images(opts)
   end
   files.write_png(opts.path, grid)
   return opts.path, note
+end
+
+-- ---------------------------------------------------------------- notebooks
+
+-- M.display(path, temp): set by the notebook kernel; shows the PNG at path (temp: a file the
+-- kernel may remove once it has read it)
+M.display = nil
+
+-- a plotting function that, in a notebook, draws plots without a path to a temporary file and
+-- shows it, and shows plots with show = true
+local function shown(draw)
+  return function(opts)
+    if type(opts) ~= 'table' or not M.display or (opts.path ~= nil and not opts.show) then return draw(opts) end
+    local temp = opts.path == nil
+    if temp then
+      local copy = {}
+      for k, v in pairs(opts) do copy[k] = v end
+      local base = os.tmpname()
+      os.remove(base)
+      copy.path = base .. '.png'
+      opts = copy
+    end
+    local path, note = draw(opts)
+    if path then M.display(path, temp) end
+    if not temp then return path, note end
+    if note then return note end -- why it failed, or what is missing (labels without gnuplot)
+  end
+end
+M.line, M.scatter, M.images = shown(M.line), shown(M.scatter), shown(M.images)
+
+-- show(path): shows a PNG file under the notebook cell; outside a notebook returns the path
+function M.show(path)
+  if type(path) ~= 'string' then raise('plot.show: path must be a string') end
+  local f = io.open(path, 'rb')
+  if not f then raise(("plot.show: cannot open '%s'"):format(path)) end
+  f:close()
+  if M.display then M.display(path, false) return end
+  return path
 end
 
 return M

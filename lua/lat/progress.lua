@@ -1,6 +1,7 @@
 -- progress.lua: a progress bar (label, done/total, rate, ETA, live fields such as the running
 -- loss) on stderr; redrawn in place on a terminal, otherwise a line at every tenth of the total
--- or every `every` seconds, so that CI logs stay small.
+-- or every `every` seconds, so that CI logs stay small. In a notebook (the lat kernel sets
+-- progress.display) the bar is a display under the cell, redrawn in place twice a second.
 --   local bar = lat.log.progress{ label = 'epoch 1', total = #batches }
 --   for i = 1, n do ...; bar:update(i, { loss = running }) end
 --   bar:finish()
@@ -31,22 +32,30 @@ local function value_str(v)
   return ('%.4g'):format(v)
 end
 
--- progress{label=, total= (nil: unknown), unit='it', stream=io.stderr, mode='tty'|'plain'|'off'
--- (default: $LAT_PROGRESS, else 'tty' when the stream is stderr on a terminal, else 'plain'),
+-- progress{label=, total= (nil: unknown), unit='it', stream=io.stderr, mode='tty'|'plain'|'off'|
+-- 'display' (default: $LAT_PROGRESS, else 'display' in a notebook, 'tty' when the stream is stderr
+-- on a terminal, else 'plain'),
 -- every=30, min_gap=1}. Off a terminal a line is written at each tenth of the total and every
 -- `every` seconds, but never sooner than min_gap seconds after the last: a fast bar writes only
 -- its final line.
+local M = {}
+local bars = 0 -- bars made so far: each displayed one has its own id
+
 local function progress(opts)
   opts = opts or {}
   local stream = opts.stream or io.stderr
   local mode = opts.mode or os.getenv('LAT_PROGRESS')
-  if mode ~= 'tty' and mode ~= 'plain' and mode ~= 'off' then
-    mode = (stream == io.stderr and sys.isatty(2)) and 'tty' or 'plain'
+  if mode == 'display' and not M.display then mode = nil end
+  if mode ~= 'tty' and mode ~= 'plain' and mode ~= 'off' and mode ~= 'display' then
+    if M.display and stream == io.stderr then mode = 'display'
+    else mode = (stream == io.stderr and sys.isatty(2)) and 'tty' or 'plain' end
   end
+  bars = bars + 1
   local now = sys.now()
   return setmetatable({
     label = opts.label or '', total = opts.total, unit = opts.unit or 'it', stream = stream,
-    mode = mode, every = opts.every or 30, min_gap = opts.min_gap or 1, interval = 0.1,
+    mode = mode, every = opts.every or 30, min_gap = opts.min_gap or 1, interval = mode == 'display' and 0.5 or 0.1,
+    id = 'lat-progress-' .. bars,
     done = 0, start = now, last = now, tenth = 0, fields = {}, order = {}, lines = 0,
   }, Bar)
 end
@@ -68,7 +77,7 @@ function Bar:line(t, final)
   local rate = elapsed > 0 and done / elapsed or 0
   if total then
     local frac = total > 0 and math.min(1, done / total) or 1
-    if self.mode == 'tty' then
+    if self.mode == 'tty' or self.mode == 'display' then
       local w = math.floor(frac * 20 + 0.5)
       parts[#parts + 1] = '[' .. ('#'):rep(w) .. ('-'):rep(20 - w) .. ']'
     end
@@ -86,7 +95,10 @@ end
 function Bar:emit(t, final)
   self.last = t
   self.lines = self.lines + 1
-  if self.mode == 'tty' then
+  if self.mode == 'display' then
+    M.display(self.id, self:line(t, final))
+    return
+  elseif self.mode == 'tty' then
     self.stream:write('\r', self:line(t, final), '\27[K', final and '\n' or '')
   else
     self.stream:write(self:line(t, final), '\n')
@@ -100,8 +112,8 @@ function Bar:update(done, fields)
   if fields then self:set(fields) end
   if self.mode == 'off' then return end
   local t = sys.now()
-  if self.mode == 'tty' then
-    if t - self.last >= self.interval then self:emit(t, false) end
+  if self.mode == 'tty' or self.mode == 'display' then
+    if t - self.last >= self.interval or (self.mode == 'display' and self.lines == 0) then self:emit(t, false) end
     return
   end
   local total = self.total
@@ -120,4 +132,8 @@ function Bar:finish(fields)
   return t - self.start
 end
 
-return progress
+-- M.display(id, text): set by the notebook kernel; shows text under the cell in place of what
+-- was shown before with the same id
+M.display = nil
+
+return setmetatable(M, { __call = function(_, opts) return progress(opts) end })

@@ -1,25 +1,13 @@
--- repl.lua: the interactive loop of the lat command. Each line is tried first as an
--- expression (its values are printed) and then as a statement; an incomplete chunk asks for
--- more lines; an error prints its message and the loop goes on.
+-- repl.lua: the interactive loop of the lat command. Each line runs as a cell (lat.cell): the
+-- values of a final expression are printed; an incomplete chunk asks for more lines; an error
+-- prints its message and the loop goes on.
 local cli = require 'lat.cli'
 local lat = require 'lat'
 local complete = require 'lat.complete'
+local cell = require 'lat.cell'
 _G.lat = lat
 _G.help = complete.help
 cli.complete = complete.complete
-
-local function print_values(n, ...)
-  for i = 1, n do
-    local v = select(i, ...)
-    io.write(lat.repr(v), '\n')
-  end
-end
-
-local function compile(src)
-  local f, err = loadstring('return ' .. src, '=stdin')
-  if f then return f end
-  return loadstring(src, '=stdin')
-end
 
 if cli.interactive() then
   io.write(('lat %s: tensors and latent attacks in Lua. lat.* is loaded; Ctrl-D quits.\n'):format(lat.version))
@@ -34,8 +22,8 @@ while true do
   end
   local src = buffer and (buffer .. '\n' .. line) or line
   if src:match('%S') then
-    local f, err = compile(src)
-    if not f and err:match("'<eof>'$") then
+    local f, err = cell.compile(src)
+    if not f and cell.incomplete(err) then
       buffer = src
     else
       buffer = nil
@@ -47,7 +35,8 @@ while true do
           if not ok then
             io.write((...), '\n')
           else
-            print_values(select('#', ...), ...)
+            local n = select('#', ...)
+            if n > 0 then io.write(cell.show(n, ...), '\n') end
           end
         end
         report(cli.run(f))
