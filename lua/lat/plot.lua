@@ -148,7 +148,7 @@ local function common(opts, what, width, height)
   if type(key) ~= 'string' or not key:match('^[%a ]+$') then
     raise(what .. ": key must be gnuplot position words such as 'bottom right'")
   end
-  local lines = { 'set grid lc rgb "#d0d0d0"', 'set key ' .. key .. ' noautotitle' }
+  local lines = { 'set grid lc rgb "#d0d0d0"', 'set key ' .. key .. ' opaque noautotitle' }
   for _, k in ipairs{ 'title', 'xlabel', 'ylabel' } do
     if opts[k] ~= nil then lines[#lines + 1] = ('set %s %s'):format(k, gp_string(opts[k])) end
   end
