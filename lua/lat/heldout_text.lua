@@ -223,7 +223,8 @@ end
 -- run(model, {texts =, labels =}, attacks, {encode = function(texts) -> ids int32 [B, T]
 -- (required), batch_size = 100}) -> { clean_accuracy =, rows = { {name, family, budget,
 -- accuracy, n, seconds} }, accuracy = {name -> accuracy}, families = {family -> mean accuracy},
--- family_order, robustness = mean of the family means, mean = mean over rows, n }
+-- family_order, robustness = mean of the family means, mean = mean over rows, n }; label = a
+-- progress bar's label (off with progress = false)
 function HT.run(model, data, attacks, opts)
   opts = opts or {}
   local encode = opts.encode or raise('heldout_text.run: opts.encode (texts -> token ids) is required')
@@ -251,7 +252,9 @@ function HT.run(model, data, attacks, opts)
     if not by_family[row.family] then by_family[row.family] = {}; order[#order + 1] = row.family end
     table.insert(by_family[row.family], row.accuracy)
   end
-  for _, spec in ipairs(attacks) do
+  local bar = require('lat.progress'){ label = opts.label or 'held-out attacks', total = #attacks, unit = 'attack',
+    mode = opts.progress == false and 'off' or nil }
+  for a, spec in ipairs(attacks) do
     local t0 = sys.now()
     if spec.transform then
       local tally = { c = 0 }
@@ -277,7 +280,9 @@ function HT.run(model, data, attacks, opts)
         add{ name = ('%s_%d'):format(spec.name, k), family = spec.family, budget = k, accuracy = tallies[k].c / N, n = N, seconds = seconds }
       end
     end
+    bar:update(a, { last = result.rows[#result.rows].name })
   end
+  bar:finish()
   local fam_means = {}
   for _, f in ipairs(order) do
     result.families[f] = mean(by_family[f])
