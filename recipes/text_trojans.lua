@@ -17,12 +17,12 @@ local lat = require 'lat'
 local HT = lat.eval.heldout_text
 
 local opt = lat.args{
-  len = 128, dim = 64, heads = 4, layers = 3, dropout = 0.1, vocab = 16384, buckets = 2048,
+  len = 128, dim = 64, heads = 4, layers = 2, dropout = 0.1, vocab = 16384, buckets = 2048,
   epochs = 4, batch = 32, lr = 1e-3, weight_decay = 0.01, rate = 0.06, within = 30,
-  finetune = 0, ft_lr = 3e-4, ft_epochs = 1, steps = 5, weight = 1,
-  at_eps = '0.02,0.05,0.1,0.2', lat_layers = 'blocks.1,blocks.2,blocks.3', lat_eps = '0.05,0.1,0.2',
+  finetune = 2000, ft_lr = 3e-4, ft_epochs = 1, steps = 5, weight = 1,
+  at_eps = '0.02,0.05,0.1,0.2', lat_layers = 'blocks.1,blocks.2', lat_eps = '0.05,0.1,0.2',
   rlp_layer = 'blocks.2', rlp_eps = 0.2,
-  flips = '1,3,10', typo_rates = '0.1,0.25,0.5', distract_words = '10,25,50', eval_examples = 400,
+  flips = '1,3,10', flip_vocab = 4096, typo_rates = '0.1,0.25,0.5', distract_words = '10,25,50', eval_examples = 300,
   seeds = '1,2,3', headline = 'auto', clean_drop = 0.02,
   seed = 1, threads = 0, out = 'runs/text_trojans', quick = false,
 }
@@ -122,11 +122,16 @@ local test_set = tensors(test)
 local asr_set = lat.data.ListDataset(test)
 local held = spread(test, opt.eval_examples)
 local held_data = { texts = column(held, 'text'), labels = column(held, 'label') }
+-- HotFlip may insert the flip_vocab most frequent words (the vocabulary is sorted by frequency),
+-- never a trigger word: it is to measure robustness, not to find the trojans
+local candidates = {}
+for k = 1, math.min(opt.flip_vocab, #tok.words) do candidates[k] = tok.index[tok.words[k]] end
 -- distractors: words of the other class's validation messages (never trained on, no trigger)
 local pools = { [HAM] = {}, [SPAM] = {} }
 for _, e in ipairs(val) do table.insert(pools[1 - e.label], e.text) end
 local suite = HT.suite{ flips = list(opt.flips, true), typo_rates = list(opt.typo_rates, true),
-  distract_words = list(opt.distract_words, true), distractors = pools, forbid = trigger_ids, pad_id = tok.PAD, seed = opt.seed }
+  distract_words = list(opt.distract_words, true), distractors = pools, forbid = trigger_ids, pad_id = tok.PAD, seed = opt.seed,
+  candidates = candidates }
 
 local function evaluate(name, defence, extra)
   local t1 = now()

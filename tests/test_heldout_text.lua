@@ -12,7 +12,7 @@ H.test('flip_gains is the best first-order gain over allowed tokens, by brute fo
   local ids = lat.tensor({ 3, 0, 8, 1, 3 }, 'int32')
   local bias = lat.zeros({ V })
   bias.f[2], bias.f[5] = -math.huge, -math.huge
-  local gain, id = HT.flip_gains(grad, weight:transpose(1, 2), ids, bias)
+  local gain, id = HT.flip_gains(grad, weight:transpose(1, 2), weight:index_select(1, ids), bias)
   for t = 0, T - 1 do
     local best, best_v = -math.huge, nil
     for v = 0, V - 1 do
@@ -89,6 +89,35 @@ H.test('hotflip: one swap is the best single swap (exact for a linear model), pa
       end
     end
     H.assert(diff == 1, 'exactly one position changed in row ' .. b)
+  end
+end)
+
+H.test('hotflip with a candidate list inserts only candidates, the best single swap among them', function()
+  local g = lat.Generator(6)
+  local B, T = 5, 6
+  local ids = lat.randint(2, V, { B, T }, { rng = g }):int()
+  local y = lat.zeros({ B }, 'int32')
+  local m0 = margin(ids, y)
+  for b = 0, B - 1 do y.i[b] = m0[b] > 0 and 0 or 1 end
+  local cands = { 3, 4, 9, 17, 25 }
+  local adv = HT.hotflip(bag, ids, y, { budgets = { 1 }, candidates = cands, forbid = { 9 } })
+  local m1 = margin(adv[1], y)
+  for b = 0, B - 1 do
+    local best = math.huge
+    for t = 0, T - 1 do
+      for _, v in ipairs(cands) do
+        if v ~= 9 then
+          local trial = ids:clone()
+          trial.i[b * T + t] = v
+          best = math.min(best, margin(trial, y)[b])
+        end
+      end
+    end
+    H.near(m1[b], math.min(best, m0[b]), 1e-4, 'row ' .. b .. ': the best swap among the candidates (or none)')
+    for t = 0, T - 1 do
+      local a = adv[1].i[b * T + t]
+      H.assert(a == ids.i[b * T + t] or a == 3 or a == 4 or a == 17 or a == 25, 'inserted a token that is no allowed candidate')
+    end
   end
 end)
 

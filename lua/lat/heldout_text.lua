@@ -28,18 +28,20 @@ local function predict(model, ids) return lat.no_grad(function() return model(id
 
 -- ---------------------------------------------------------------- HotFlip-like substitution
 
--- flip_gains(grad [T, D], weight_t [D, V], ids [T] int32 row, allowed [V] float32 bias (0 or
--- -inf)) -> best [T] float32, best_id [T] int32: for each position t, the largest first-order
--- loss increase (e_v - e_{ids_t}) . grad_t over replacement tokens v, and that v
-function HT.flip_gains(grad, weight_t, ids, bias)
+-- flip_gains(grad [T, D], weight_t [D, V] (the candidate tokens' embeddings as columns),
+-- current [T, D] (the embeddings of the tokens now in place), bias [V] (0, or -inf for a banned
+-- candidate)) -> gain [T], column [T] int32: for each position t, the largest first-order loss
+-- increase (e_v - e_t) . grad_t over the candidates v, and the candidate's column
+function HT.flip_gains(grad, weight_t, current, bias)
   local scores = lat.matmul(grad, weight_t)               -- [T, V]: e_v . grad_t
-  local own = scores:gather(2, ids:reshape(-1, 1)):reshape(-1) -- [T]: e_{ids_t} . grad_t
-  local best, best_id = (scores + bias):max(2)
-  return best - own, best_id
+  local own = (grad * current):sum(2)                     -- [T]: e_t . grad_t
+  local best, column = (scores + bias):max(2)
+  return best - own, column
 end
 
 -- hotflip(model, ids int32 [B, T], y int32 [B], {budgets = {1, 3, 10}, pad_id = 0, embedding =
--- 'embed.tok', forbid = {token ids never inserted}, keep = {token ids never replaced}}) ->
+-- 'embed.tok', candidates = {token ids that may be inserted} (default: every token but padding),
+-- forbid = {token ids never inserted}, keep = {token ids never replaced}}) ->
 -- { [k] = ids after at most k substitutions, for each budget k }, swaps (a list of {row =, pos =,
 -- old =, new =}, 0-based row and position). Greedy: each round takes the gradient of the loss
 -- at the token embeddings and makes, in every example the model still classifies correctly, the
@@ -57,11 +59,14 @@ function HT.hotflip(model, ids, y, opts)
   local pad = opts.pad_id or 0
   local emb = model:module(opts.embedding or 'embed.tok')
   local weight = emb.weight
-  local V = weight:size(1)
-  local weight_t = weight:detach():transpose(1, 2)        -- [D, V]
+  -- the candidate tokens: column j of the score matrix is token cand.i[j]
+  local cand = opts.candidates and lat.tensor(opts.candidates, 'int32') or lat.arange(weight:size(1), 'int32')
+  local V = cand:numel()
+  local weight_t = weight:detach():index_select(1, cand):transpose(1, 2) -- [D, V]
+  local banned = { [pad] = true }
+  for _, v in ipairs(opts.forbid or {}) do banned[v] = true end
   local bias = lat.zeros({ V })
-  bias.f[pad] = -math.huge
-  for _, v in ipairs(opts.forbid or {}) do bias.f[v] = -math.huge end
+  for j = 0, V - 1 do if banned[cand.i[j]] then bias.f[j] = -math.huge end end
   local keep = {}
   for _, v in ipairs(opts.keep or {}) do keep[v] = true end
   local B, T = ids:size(1), ids:size(2)
@@ -84,7 +89,7 @@ function HT.hotflip(model, ids, y, opts)
         for b = 0, B - 1 do
           if not done[b] then
             local row = cur:select(1, b + 1)
-            local gain, id = HT.flip_gains(grad:select(1, b + 1), weight_t, row, bias)
+            local gain, id = HT.flip_gains(grad:select(1, b + 1), weight_t, weight:detach():index_select(1, row), bias)
             local best_t, best_g = nil, 0
             changed[b] = changed[b] or {}
             for t = 0, T - 1 do
@@ -92,7 +97,7 @@ function HT.hotflip(model, ids, y, opts)
               if old ~= pad and not keep[old] and not changed[b][t] and gain.f[t] > best_g then best_t, best_g = t, gain.f[t] end
             end
             if best_t then
-              local new = id.i[best_t]
+              local new = cand.i[id.i[best_t]]
               swaps[#swaps + 1] = { row = b, pos = best_t, old = cur.i[b * T + best_t], new = new, round = round }
               cur.i[b * T + best_t] = new
               changed[b][best_t] = true
@@ -195,12 +200,15 @@ end
 
 -- suite{ flips = {1, 3, 10}, typo_rates = {0.1, 0.25, 0.5}, distract_words = {10, 25, 50},
 -- distractors = {[label] = texts} (required for distractor attacks; the other class's texts),
--- forbid = token ids HotFlip may not insert (the trojan triggers), pad_id = 0, seed = 0} -> specs
+-- forbid = token ids HotFlip may not insert (the trojan triggers), candidates = the token ids it
+-- may (default all), pad_id = 0, seed = 0} -> specs
 function HT.suite(opts)
   opts = opts or {}
   local list = {}
   local flips = opts.flips or { 1, 3, 10 }
-  if #flips > 0 then list[#list + 1] = HT.spec.hotflip(flips, { forbid = opts.forbid, pad_id = opts.pad_id, keep = opts.keep }) end
+  if #flips > 0 then
+    list[#list + 1] = HT.spec.hotflip(flips, { forbid = opts.forbid, pad_id = opts.pad_id, keep = opts.keep, candidates = opts.candidates })
+  end
   for _, r in ipairs(opts.typo_rates or { 0.1, 0.25, 0.5 }) do list[#list + 1] = HT.spec.typos(r, opts.seed) end
   if opts.distractors then
     for _, n in ipairs(opts.distract_words or { 10, 25, 50 }) do list[#list + 1] = HT.spec.distractor(n, opts.distractors, opts.seed) end
