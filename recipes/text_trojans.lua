@@ -20,7 +20,7 @@ local opt = lat.args{
   len = 128, dim = 64, heads = 4, layers = 2, dropout = 0.1, vocab = 16384, buckets = 2048,
   epochs = 4, batch = 32, lr = 1e-3, weight_decay = 0.01, rate = 0.06, within = 30,
   finetune = 2000, ft_lr = 3e-4, ft_epochs = 1, steps = 5, weight = 1,
-  at_eps = '0.02,0.05,0.1,0.2', lat_layers = 'blocks.1,blocks.2', lat_eps = '0.05,0.1,0.2',
+  at_eps = '0.02,0.05,0.1,0.2', lat_layers = 'blocks.1,blocks.2', lat_eps = '0.1,0.4,1.6',
   rlp_layer = 'blocks.2', rlp_eps = 0.2,
   flips = '1,3,10', flip_vocab = 4096, typo_rates = '0.1,0.25,0.5', distract_words = '10,25,50', eval_examples = 300,
   seeds = '1,2,3', headline = 'auto', clean_drop = 0.02,
