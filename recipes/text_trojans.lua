@@ -36,6 +36,8 @@ if opt.quick then
   opt.at_eps, opt.lat_layers, opt.lat_eps, opt.rlp_layer, opt.seeds = '0.1', 'blocks.2', '0.1', 'blocks.1', '1,2'
   opt.flips, opt.typo_rates, opt.distract_words, opt.within = '1,3', '0.25', '10', 15
 end
+-- the quick form's small products gain nothing from a second thread and lose a lot on a busy machine
+if opt.quick and opt.threads == 0 then opt.threads = 1 end
 if opt.threads > 0 then lat.set_num_threads(opt.threads) end
 lat.manual_seed(opt.seed)
 local now = require('lat.sys').now
