@@ -49,7 +49,9 @@ function E.lm_loss(model, dataset, opts)
   return { loss = sum / n, bits_per_token = sum / n / math.log(2), tokens = n }
 end
 
--- held-out attacks (lat/heldout.lua) and the paper's cautions (lat/cautions.lua)
+-- held-out attacks on images (lat/heldout.lua) and on text (lat/heldout_text.lua), and the
+-- paper's cautions (lat/cautions.lua)
+E.heldout_text = require 'lat.heldout_text'
 E.heldout, E.flags, E.pareto = require 'lat.heldout', require('lat.cautions').flags, require('lat.cautions').pareto
 
 return E
