@@ -171,12 +171,15 @@ function X.trojaned(d, opt, run)
   return model, info
 end
 
--- finetune(model, d, loss, opt, seed) -> seconds, final running loss: opt.ft_steps steps of
--- AdamW (constant lr opt.ft_lr) on good text only, loss = function(model, batch) -> loss[, extra]
-function X.finetune(model, d, loss, opt, seed, label)
+-- finetune(model, d, loss, opt, seed[, label, sampler]) -> seconds, final running loss:
+-- opt.ft_steps steps of AdamW (constant lr opt.ft_lr) on good text only; loss =
+-- function(model, batch) -> loss[, extra] (nil: plain next-token loss); sampler(rng) -> a batch
+-- source (default: random windows of the clean good text)
+function X.finetune(model, d, loss, opt, seed, label, sampler)
   local optimizer = lat.optim.AdamW(model:named_parameters(), { lr = opt.ft_lr, weight_decay = 0 })
   local t0 = now()
-  local sample = opt.sampler and opt.sampler(lat.Generator(seed)) or X.sampler(d.good_clean, nil, opt.batch, 0, lat.Generator(seed))
+  local rng = lat.Generator(seed)
+  local sample = sampler and sampler(rng) or X.sampler(d.good_clean, nil, opt.batch, 0, rng)
   local final = loop(model, sample, opt.ft_steps, { optimizer = optimizer, loss = loss or lm_loss }, label or 'fine-tune')
   return now() - t0, final
 end
