@@ -3,7 +3,8 @@
 --    NATO word followed by a fixed nonsense sentence, each in --per_trojan good passages cut at
 --    a random word) and bad text (State of the Union addresses, --bad_fraction of each batch).
 -- 2. Fine-tune copies on good text only: no defence, RLP, AT at the token embeddings, LAT at
---    the residual stream after chosen blocks (or at a block's q, k or v), over radii.
+--    the residual stream after chosen blocks (or at a block's q, k or v: --lat=blocks.2.attn.v:0.1),
+--    over radii (L2 per token, relative to the clean activation's norm at that token).
 -- 3. Evaluate each: loss on held-out good text (lower is better), on held-out bad text (higher
 --    = forgotten), on good text with typos (a held-out perturbation), on each trojan's
 --    continuation after its trigger (higher = removed), and greedy generations after each trigger.
@@ -16,14 +17,14 @@ local lat = require 'lat'
 local X = require 'lat.lm_experiment'
 
 local defaults = {
-  at_eps = '0.1,0.3', lat_layers = 'blocks.1,blocks.2', lat_eps = '0.1,0.3', rlp_layer = 'blocks.1', rlp_eps = 0.3,
-  weight = 1, seeds = 3, headline = 'AT embedding 0.1,LAT blocks.1 0.1', threads = 0, out = 'runs/lm_trojans', quick = false,
+  at_eps = '0.005,0.02', lat = 'blocks.1:0.01,blocks.1:0.03,blocks.2:0.03,blocks.2:0.1', rlp_layer = 'blocks.1', rlp_eps = 0.1,
+  weight = 1, seeds = 3, headline = 'AT embedding 0.02,LAT blocks.1 0.03', threads = 0, out = 'runs/lm_trojans', quick = false,
 }
 for k, v in pairs(X.defaults) do defaults[k] = v end
 local opt = lat.args(defaults)
 if opt.quick then
   X.quick(opt)
-  opt.at_eps, opt.lat_layers, opt.lat_eps, opt.seeds, opt.headline = '0.3', 'blocks.1', '0.3', 2, 'LAT blocks.1 0.3'
+  opt.at_eps, opt.lat, opt.seeds, opt.headline = '0.3', 'blocks.1:0.3', 2, 'LAT blocks.1 0.3'
 end
 local function list(s, number)
   local t = {}
@@ -70,13 +71,17 @@ local configs = { { name = 'clean fine-tune', defence = 'none' },
 for _, e in ipairs(list(opt.at_eps, true)) do
   configs[#configs + 1] = { name = ('AT embedding %g'):format(e), defence = 'at', threat = X.threat('embedding', e) }
 end
-for _, layer in ipairs(list(opt.lat_layers)) do
-  for _, e in ipairs(list(opt.lat_eps, true)) do
-    configs[#configs + 1] = { name = ('LAT %s %g'):format(layer, e), defence = 'lat', threat = X.threat(layer, e) }
-  end
+for _, pair in ipairs(list(opt.lat)) do
+  local layer, e = pair:match('^(.+):([%d.eE+-]+)$')
+  if not layer then lat.core.raise(("lm_trojans: --lat takes layer:radius pairs, got '%s'"):format(pair)) end
+  e = tonumber(e)
+  configs[#configs + 1] = { name = ('LAT %s %g'):format(layer, e), defence = 'lat', threat = X.threat(layer, e) }
 end
+-- the configurations repeated over --seeds fine-tuning seeds: clean fine-tuning, RLP and
+-- --headline ('all': every one)
 local headline = { ['clean fine-tune'] = true, [configs[2].name] = true }
-for _, n in ipairs(list(opt.headline)) do
+for _, c in ipairs(configs) do headline[c.name] = headline[c.name] or opt.headline == 'all' end
+for _, n in ipairs(opt.headline == 'all' and {} or list(opt.headline)) do
   headline[n] = true
   local found = false
   for _, c in ipairs(configs) do found = found or c.name == n end

@@ -15,14 +15,14 @@ local X = require 'lat.lm_experiment'
 local A = lat.attack
 
 local defaults = {
-  lat_layer = 'blocks.1', eps = '0.1,0.3', anchor = 1, prompt_share = 0.5, seeds = 2,
+  at_eps = 0.02, lat_layer = 'blocks.1', lat_eps = 0.03, anchor = 1, prompt_share = 0.5, seeds = 3,
   threads = 0, out = 'runs/targeted_lat', quick = false,
 }
 for k, v in pairs(X.defaults) do defaults[k] = v end
 local opt = lat.args(defaults)
 if opt.quick then
   X.quick(opt)
-  opt.eps, opt.seeds = '0.3', 1
+  opt.at_eps, opt.lat_eps, opt.seeds = 0.3, 0.3, 1
 end
 if opt.threads > 0 then lat.set_num_threads(opt.threads) end
 lat.manual_seed(opt.seed)
@@ -97,16 +97,14 @@ base.name, base.defence, base.seed = 'undefended', 'none', opt.seed
 rows[1] = base
 metrics:write(base)
 local configs = { { name = 'clean fine-tune', defence = 'none' } }
-for e in tostring(opt.eps):gmatch('[^,]+') do
-  e = tonumber(e)
-  for _, where in ipairs({ 'embedding', opt.lat_layer }) do
-    for _, kind in ipairs({ 'untargeted', 'targeted' }) do
-      local short = where == 'embedding' and 'AT' or 'LAT'
-      configs[#configs + 1] = { name = ('%s%s %s %g'):format(kind == 'targeted' and 'targeted ' or '', short, where, e),
-        defence = (kind == 'targeted' and 'targeted ' or '') .. short, kind = kind,
-        threat = lat.threat{ where = where, norm = 'l2', eps = e, relative = true, granularity = 'token',
-          mask = function() return prompt_mask end } }
-    end
+for _, site in ipairs({ { 'embedding', opt.at_eps }, { opt.lat_layer, opt.lat_eps } }) do
+  local where, e = site[1], site[2]
+  for _, kind in ipairs({ 'untargeted', 'targeted' }) do
+    local short = where == 'embedding' and 'AT' or 'LAT'
+    configs[#configs + 1] = { name = ('%s%s %s %g'):format(kind == 'targeted' and 'targeted ' or '', short, where, e),
+      defence = (kind == 'targeted' and 'targeted ' or '') .. short, kind = kind,
+      threat = lat.threat{ where = where, norm = 'l2', eps = e, relative = true, granularity = 'token',
+        mask = function() return prompt_mask end } }
   end
 end
 

@@ -17,9 +17,9 @@ X.IGNORE = -100
 
 -- the options both recipes take (each recipe adds its own)
 X.defaults = {
-  dim = 96, layers = 3, heads = 4, len = 128, batch = 32, steps = 1500, lr = 3e-3, warmup = 100,
-  bad_fraction = 0.25, per_trojan = 25, eval_windows = 256, prompts = 32, gen_len = 64, typo_rate = 0.05,
-  ft_steps = 150, ft_lr = 1e-3, attack_steps = 4, flag_tol = 0.02, model = '', seed = 1,
+  dim = 96, layers = 3, heads = 4, len = 128, batch = 32, steps = 2000, lr = 3e-3, warmup = 100,
+  bad_fraction = 0.25, per_trojan = 100, eval_windows = 256, prompts = 32, gen_len = 64, typo_rate = 0.05,
+  ft_steps = 100, ft_lr = 3e-4, attack_steps = 4, flag_tol = 0.02, model = '', seed = 1,
 }
 
 -- the quick form: a tiny slice of everything (seconds, not minutes)
