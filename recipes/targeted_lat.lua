@@ -15,7 +15,7 @@ local X = require 'lat.lm_experiment'
 local A = lat.attack
 
 local defaults = {
-  at_eps = 0.02, lat_layer = 'blocks.1', lat_eps = 0.03, anchor = 1, prompt_share = 0.5, seeds = 3,
+  at_eps = 0.02, lat_layer = 'blocks.1', lat_eps = 0.03, anchor = 1, prompt_share = 0.5, seeds = 2,
   threads = 0, out = 'runs/targeted_lat', quick = false,
 }
 for k, v in pairs(X.defaults) do defaults[k] = v end
