@@ -31,16 +31,21 @@ function objectives.targeted(out, _, o)
   return lat.cross_entropy(out, o.target, { ignore_index = o.ignore_index }),
     out:dim() == 2 and agree(predictions(out), o.target) or nil
 end
+-- unlikelihood(logits [..., C], labels [...][, ignore_index = -100]): the mean over labelled
+-- positions of -log(1 - p(label)), which pushes probability away from the labels
+function A.unlikelihood(out, labels, ignore_index)
+  ignore_index = ignore_index or -100
+  local C = out:size(-1)
+  local ids = labels:reshape(-1, 1)
+  local mask = ids:ne(ignore_index):float()
+  local p = out:log_softmax(-1):reshape(-1, C):gather(2, (ids:float() * mask):int()):exp() -- ignored rows read class 0
+  return -(((1 - p):clamp(1e-6, 1)):log() * mask):sum() / mask:sum():clamp(1)
+end
+
 -- toward a bad answer and away from the good one (targeted LAT): CE(toward) - log(1 - p(away))
 function objectives.toward_away(out, _, o)
-  local logp = out:log_softmax(-1)
-  local C = out:size(-1)
   local toward = lat.cross_entropy(out, o.toward, { ignore_index = o.ignore_index })
-  local away_ids = o.away:reshape(-1, 1)
-  local p_away = logp:reshape(-1, C):gather(2, away_ids):exp()
-  local mask = o.away:reshape(-1, 1):ne(o.ignore_index or -100):float()
-  local away = -(((1 - p_away):clamp(1e-6, 1)):log() * mask):sum() / mask:sum():clamp(1)
-  return toward + away, out:dim() == 2 and agree(predictions(out), o.toward) or nil
+  return toward + A.unlikelihood(out, o.away, o.ignore_index), out:dim() == 2 and agree(predictions(out), o.toward) or nil
 end
 
 -- the objective of an attack from its options: 'untargeted' (default), {target = labels},
