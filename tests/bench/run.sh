@@ -59,7 +59,7 @@ echo "lat benchmarks: median of $REPEATS repeats (each a block of calls lasting 
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores"
 echo "torch $("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null), run with: ${TORCH_ENV[*]}"
 echo "  and torch.set_num_threads(t), OMP_NUM_THREADS=t, OPENBLAS_NUM_THREADS=t for t threads"
-echo "lat: LAT_NUM_THREADS=1 or 2, OpenMP and malloc defaults; each lat repeat includes a full Lua GC"
+echo "lat: LAT_NUM_THREADS=1 or 2, OpenMP and malloc defaults; its garbage collections fall inside the timed blocks"
 echo "workloads: matmul 1024^3; linear 128x784->256 forward+backward (x, w, b); conv2d 3x3 pad 1,"
 echo "  batch 128, 28x28, forward+backward for (x, w, b) or for x only (the attack case)"
 if [ -n "${OPENBLAS_CORETYPE:-}" ]; then
