@@ -161,6 +161,28 @@ local function mean(list)
   return #list > 0 and s / #list or 0 / 0
 end
 
+-- summarise(result): from result.rows ({family =, accuracy =}, ...) sets result.families
+-- (family -> mean accuracy), family_order (as first met), robustness (the mean of the family
+-- means, so that a family with many budgets does not outweigh the others) and mean (over rows)
+function H.summarise(result)
+  local by_family, order, all = {}, {}, {}
+  for _, row in ipairs(result.rows) do
+    if not by_family[row.family] then by_family[row.family] = {}; order[#order + 1] = row.family end
+    table.insert(by_family[row.family], row.accuracy)
+    all[#all + 1] = row.accuracy
+  end
+  local fam_means = {}
+  result.families = {}
+  for _, f in ipairs(order) do
+    result.families[f] = mean(by_family[f])
+    fam_means[#fam_means + 1] = result.families[f]
+  end
+  result.family_order = order
+  result.robustness = mean(fam_means)
+  result.mean = mean(all)
+  return result
+end
+
 -- run(model, dataset, attacks, {batch_size = 100, max_examples = all, fit_data = dataset or
 -- batch for patches and UAPs, seed = 0}) -> { clean_accuracy =, rows = { {name, family,
 -- accuracy, n, fitted = patch or delta, seconds}, ... }, accuracy = {name -> accuracy}, families =
@@ -177,7 +199,6 @@ function H.run(model, dataset, attacks, opts)
     clean, n = clean + s.correct, n + s.n
   end
   local result = { clean_accuracy = clean / n, rows = {}, accuracy = {}, families = {}, n = n }
-  local by_family, order = {}, {}
   for k, spec in ipairs(attacks) do
     if type(spec) == 'function' then spec = { name = 'attack' .. k, attack = spec } end
     local t0 = sys.now()
@@ -197,20 +218,8 @@ function H.run(model, dataset, attacks, opts)
     local row = { name = spec.name, family = fam, accuracy = correct / count, n = count, fitted = o.patch or o.delta,
       seconds = sys.now() - t0 }
     result.rows[k], result.accuracy[spec.name] = row, row.accuracy
-    if not by_family[fam] then by_family[fam] = {}; order[#order + 1] = fam end
-    table.insert(by_family[fam], row.accuracy)
   end
-  local fam_means = {}
-  for _, f in ipairs(order) do
-    result.families[f] = mean(by_family[f])
-    fam_means[#fam_means + 1] = result.families[f]
-  end
-  result.family_order = order
-  result.robustness = mean(fam_means)
-  local all = {}
-  for _, r in ipairs(result.rows) do all[#all + 1] = r.accuracy end
-  result.mean = mean(all)
-  return result
+  return H.summarise(result)
 end
 
 -- ---------------------------------------------------------------- trojans and corruptions

@@ -218,12 +218,6 @@ end
 
 -- ---------------------------------------------------------------- running over messages
 
-local function mean(list)
-  local s = 0
-  for _, v in ipairs(list) do s = s + v end
-  return #list > 0 and s / #list or 0 / 0
-end
-
 local function count_correct(pred, y, from, n, tally)
   for r = 0, n - 1 do if pred.i[r] == y.i[from + r] then tally.c = tally.c + 1 end end
 end
@@ -253,12 +247,9 @@ function HT.run(model, data, attacks, opts)
     batches(function(from, n, chunk) count_correct(predict(model, encode(chunk)), y, from, n, clean) end)
   end)
   local result = { clean_accuracy = clean.c / N, rows = {}, accuracy = {}, families = {}, n = N }
-  local by_family, order = {}, {}
   local function add(row)
     result.rows[#result.rows + 1] = row
     result.accuracy[row.name] = row.accuracy
-    if not by_family[row.family] then by_family[row.family] = {}; order[#order + 1] = row.family end
-    table.insert(by_family[row.family], row.accuracy)
   end
   local bar = require('lat.progress'){ label = opts.label or 'held-out attacks', total = #attacks, unit = 'attack',
     mode = opts.progress == false and 'off' or nil }
@@ -291,17 +282,7 @@ function HT.run(model, data, attacks, opts)
     bar:update(a, { last = result.rows[#result.rows].name })
   end
   bar:finish()
-  local fam_means = {}
-  for _, f in ipairs(order) do
-    result.families[f] = mean(by_family[f])
-    fam_means[#fam_means + 1] = result.families[f]
-  end
-  result.family_order = order
-  result.robustness = mean(fam_means)
-  local all = {}
-  for _, r in ipairs(result.rows) do all[#all + 1] = r.accuracy end
-  result.mean = mean(all)
-  return result
+  return require('lat.heldout').summarise(result)
 end
 
 return HT
