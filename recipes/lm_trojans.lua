@@ -26,11 +26,7 @@ if opt.quick then
   X.quick(opt)
   opt.at_eps, opt.lat, opt.seeds, opt.headline = '0.3', 'blocks.1:0.3', 2, 'LAT blocks.1 0.3'
 end
-local function list(s, number)
-  local t = {}
-  for v in tostring(s):gmatch('[^,]+') do t[#t + 1] = number and tonumber(v) or v end
-  return t
-end
+local list = lat.args.list
 if opt.threads > 0 then lat.set_num_threads(opt.threads) end
 lat.manual_seed(opt.seed)
 local now = require('lat.sys').now
@@ -68,7 +64,7 @@ print(('undefended: good %.3f  bad %.3f  typo %.3f  trojan %.3f nats/byte (contr
 -- ---------------------------------------------------------------- 2. defences
 local configs = { { name = 'clean fine-tune', defence = 'none' },
   { name = ('RLP %s %g'):format(opt.rlp_layer, opt.rlp_eps), defence = 'rlp', threat = X.threat(opt.rlp_layer, opt.rlp_eps) } }
-for _, e in ipairs(list(opt.at_eps, true)) do
+for _, e in ipairs(list(opt.at_eps, 'number')) do
   configs[#configs + 1] = { name = ('AT embedding %g'):format(e), defence = 'at', threat = X.threat('embedding', e) }
 end
 for _, pair in ipairs(list(opt.lat)) do

@@ -26,11 +26,7 @@ local opt = lat.args{
   seeds = '1,2,3', headline = 'auto', clean_drop = 0.02,
   seed = 1, threads = 0, out = 'runs/text_trojans', quick = false,
 }
-local function list(s, number)
-  local t = {}
-  for v in tostring(s):gmatch('[^,]+') do t[#t + 1] = number and tonumber(v) or v end
-  return t
-end
+local list = lat.args.list
 if opt.quick then
   opt.len, opt.dim, opt.layers, opt.epochs, opt.finetune, opt.eval_examples, opt.steps = 64, 32, 2, 2, 400, 48, 2
   opt.at_eps, opt.lat_layers, opt.lat_eps, opt.rlp_layer, opt.seeds = '0.1', 'blocks.2', '0.1', 'blocks.1', '1,2'
@@ -131,8 +127,8 @@ for k = 1, math.min(opt.flip_vocab, #tok.words) do candidates[k] = tok.index[tok
 -- distractors: words of the other class's validation messages (never trained on, no trigger)
 local pools = { [HAM] = {}, [SPAM] = {} }
 for _, e in ipairs(val) do table.insert(pools[1 - e.label], e.text) end
-local suite = HT.suite{ flips = list(opt.flips, true), typo_rates = list(opt.typo_rates, true),
-  distract_words = list(opt.distract_words, true), distractors = pools, forbid = trigger_ids, pad_id = tok.PAD, seed = opt.seed,
+local suite = HT.suite{ flips = list(opt.flips, 'number'), typo_rates = list(opt.typo_rates, 'number'),
+  distract_words = list(opt.distract_words, 'number'), distractors = pools, forbid = trigger_ids, pad_id = tok.PAD, seed = opt.seed,
   candidates = candidates }
 
 local function evaluate(name, defence, extra)
@@ -172,11 +168,11 @@ local function per_token(where, eps)
 end
 local configs = { { name = 'clean fine-tune', defence = 'none' } }
 configs[#configs + 1] = { name = ('RLP %s %.2g'):format(opt.rlp_layer, opt.rlp_eps), defence = 'rlp', threat = per_token(opt.rlp_layer, opt.rlp_eps) }
-for _, e in ipairs(list(opt.at_eps, true)) do
+for _, e in ipairs(list(opt.at_eps, 'number')) do
   configs[#configs + 1] = { name = ('AT embedding %.2g'):format(e), defence = 'at', threat = per_token('embedding', e) }
 end
 for _, layer in ipairs(list(opt.lat_layers)) do
-  for _, e in ipairs(list(opt.lat_eps, true)) do
+  for _, e in ipairs(list(opt.lat_eps, 'number')) do
     configs[#configs + 1] = { name = ('LAT %s %.2g'):format(layer, e), defence = 'lat', threat = per_token(layer, e) }
   end
 end
@@ -247,7 +243,7 @@ else
     headline[#headline + 1] = found or lat.core.raise(("text_trojans: --headline names no configuration '%s'"):format(name))
   end
 end
-local seeds = list(opt.seeds, true)
+local seeds = list(opt.seeds, 'number')
 local by_config = {}
 for _, c in ipairs(headline) do by_config[c.name] = { c.row } end
 for _, s in ipairs(seeds) do
@@ -295,13 +291,7 @@ end
 local csv = run:csv('results.csv', columns)
 for _, r in ipairs(rows) do csv:write(r) end
 
-local function points(y_of)
-  local pts = {}
-  for _, r in ipairs(rows) do
-    pts[#pts + 1] = { x = r.clean_accuracy, y = y_of(r), label = r.name, group = r.defence:match('^%S+') }
-  end
-  return pts
-end
+local function points(y_of) return lat.eval.points(rows, 'clean_accuracy', y_of) end
 local ok1, why = lat.plot.scatter{ path = run:path('pareto_robustness.png'), title = 'SpamAssassin: clean accuracy vs held-out robustness',
   xlabel = 'clean accuracy', ylabel = 'held-out robustness (mean accuracy over HotFlip, typos, distractors)',
   points = points(function(r) return r.robustness end), pareto = true }

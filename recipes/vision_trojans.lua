@@ -20,11 +20,7 @@ local opt = lat.args{
   eval_examples = 500, asr_examples = 3000, fit_examples = 1000, fit_steps = 200,
   seed = 1, threads = 0, out = 'runs/vision_trojans', quick = false,
 }
-local function list(s, number)
-  local t = {}
-  for v in tostring(s):gmatch('[^,]+') do t[#t + 1] = number and tonumber(v) or v end
-  return t
-end
+local list = lat.args.list
 if opt.quick then
   opt.epochs, opt.finetune, opt.eval_examples, opt.asr_examples, opt.fit_examples, opt.fit_steps = 1, 256, 64, 256, 64, 5
   opt.at_eps, opt.lat_layers, opt.lat_eps, opt.steps = '1', 'layer2', '0.3', 2
@@ -56,7 +52,7 @@ local trojans = {
 local realised = lat.trojan.poisoned_fraction(trojans, train)
 print(('vision_trojans: %d trojans, %.2f%% of %d training images poisoned'):format(#trojans, 100 * realised.fraction, realised.n))
 
-local ints = function(s) return list(s, true) end
+local ints = function(s) return list(s, 'number') end
 local model = lat.models.ResNet{ widths = ints(opt.widths), blocks = ints(opt.blocks), rng = lat.Generator(opt.seed) }
 local loader = lat.data.DataLoader(train, { batch_size = opt.batch, shuffle = true, seed = opt.seed, drop_last = true,
   transform = { lat.data.augment.crop_flip{ pad = 2, seed = opt.seed }, lat.trojan.poison_all(trojans) } })
@@ -127,12 +123,12 @@ metrics:write(base_row)
 local configs = { { name = 'clean fine-tune', defence = 'none' } }
 configs[#configs + 1] = { name = ('RLP %s %.2g'):format(opt.rlp_layer, opt.rlp_eps), defence = 'rlp',
   threat = lat.threat{ where = opt.rlp_layer, norm = 'l2', eps = opt.rlp_eps, relative = true } }
-for _, e in ipairs(list(opt.at_eps, true)) do
+for _, e in ipairs(list(opt.at_eps, 'number')) do
   configs[#configs + 1] = { name = ('AT input %.2g'):format(e), defence = 'at',
     threat = lat.threat{ where = 'input', norm = 'l2', eps = e, clamp = { 0, 1 } } }
 end
 for _, layer in ipairs(list(opt.lat_layers)) do
-  for _, e in ipairs(list(opt.lat_eps, true)) do
+  for _, e in ipairs(list(opt.lat_eps, 'number')) do
     configs[#configs + 1] = { name = ('LAT %s %.2g'):format(layer, e), defence = 'lat',
       threat = lat.threat{ where = layer, norm = 'l2', eps = e, relative = true } }
   end
@@ -172,13 +168,7 @@ for _, k in ipairs({ 'flags', 'threat', 'eps_kind', 'train_seconds', 'eval_secon
 local csv = run:csv('results.csv', columns)
 for _, r in ipairs(rows) do csv:write(r) end
 
-local function points(y_of)
-  local pts = {}
-  for _, r in ipairs(rows) do
-    pts[#pts + 1] = { x = r.clean_accuracy, y = y_of(r), label = r.name, group = r.defence:match('^%S+') }
-  end
-  return pts
-end
+local function points(y_of) return lat.eval.points(rows, 'clean_accuracy', y_of) end
 local ok1, why = lat.plot.scatter{ path = run:path('pareto_robustness.png'), title = 'Fashion-MNIST: clean accuracy vs held-out robustness',
   xlabel = 'clean accuracy', ylabel = 'held-out robustness (mean accuracy over attack families)',
   points = points(function(r) return r.robustness end), pareto = true }

@@ -121,6 +121,15 @@ H.test('wrong dimension number: 0 or beyond ndim', function()
   raises(function() local _ = x:sum({ 1, 1, 1, 1, 1, 1, 1, 1, 1 }) end, 'sum', '9 dimensions')
 end)
 
+H.test('lat.args.list: items as strings or numbers; a non-number item names itself', function()
+  local t = lat.args.list('0.1,0.3', 'number')
+  assert(#t == 2 and t[1] == 0.1 and t[2] == 0.3)
+  local s = lat.args.list('stem,layer2')
+  assert(#s == 2 and s[1] == 'stem' and s[2] == 'layer2')
+  assert(lat.args.list(5, 'number')[1] == 5)
+  raises(function() local _ = lat.args.list('0.1,big', 'number') end, 'list of numbers', "'big'", "'0.1,big'")
+end)
+
 H.test('lat.args: unknown option and a non-number for a number option', function()
   local defaults = { lr = 0.1, epochs = 3, quick = false }
   raises(function() local _ = lat.args(defaults, { '--lrr=3' }) end, "unknown option '--lrr'", '--epochs --lr --quick')

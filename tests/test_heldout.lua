@@ -192,6 +192,12 @@ H.test('flags mark harmed robustness and entrenched trojans; pareto keeps the un
   H.assert(table.concat(got, ',') == 'clean_finetune,lat', 'front: ' .. table.concat(got, ','))
   local f2 = lat.eval.pareto(rows, 'robustness', function(r) return -r.trojan_asr end)
   H.assert(#f2 == 1 and f2[1].name == 'lat', 'minimising the ASR through a function')
+  local pts = lat.eval.points({ { name = 'AT 1', defence = 'at (input)', clean_accuracy = 0.8, trojan_asr = 0.25 } },
+    'clean_accuracy', function(r) return 1 - r.trojan_asr end)
+  H.assert(#pts == 1 and pts[1].x == 0.8 and pts[1].y == 0.75 and pts[1].label == 'AT 1' and pts[1].group == 'at',
+    'points: x, y, the name as label, the first word of the defence as group')
+  local own = lat.eval.points(rows, 'clean_accuracy', 'robustness', function(r) return r.name:upper() end)
+  H.assert(#own == 5 and own[4].group == 'LAT' and own[4].y == 0.6, 'points with a group function')
 end)
 
 H.finish()

@@ -2,9 +2,27 @@
 --   local opt = lat.args{ epochs = 3, lr = 0.1, quick = false, out = 'runs/x' }
 -- reads --epochs=5 --lr 0.01 --quick --no-quick --out=dir from the global arg table, converts
 -- each to the type of its default, and raises an error naming any unknown option or bad value.
+--   lat.args.list('0.1,0.3', 'number') -> {0.1, 0.3}: a comma-separated option as a list
 local core = require 'lat.core'
 
-return function(defaults, argv)
+local A = {}
+
+-- list(value[, 'number']) -> the comma-separated items of value (a string or a number), as
+-- strings, or as numbers with 'number' (an item that is not one raises an error naming it)
+function A.list(value, kind)
+  local t = {}
+  for v in tostring(value):gmatch('[^,]+') do
+    if kind == 'number' then
+      local n = tonumber(v)
+      if not n then core.raise(("expected a comma-separated list of numbers, got '%s' in '%s'"):format(v, tostring(value))) end
+      v = n
+    end
+    t[#t + 1] = v
+  end
+  return t
+end
+
+local function parse(defaults, argv)
   argv = argv or arg or {}
   local opt = {}
   for k, v in pairs(defaults) do opt[k] = v end
@@ -57,3 +75,5 @@ return function(defaults, argv)
   end
   return opt
 end
+
+return setmetatable(A, { __call = function(_, defaults, argv) return parse(defaults, argv) end })

@@ -53,5 +53,6 @@ end
 -- paper's cautions (lat/cautions.lua)
 E.heldout_text = require 'lat.heldout_text'
 E.heldout, E.flags, E.pareto = require 'lat.heldout', require('lat.cautions').flags, require('lat.cautions').pareto
+E.points = require('lat.cautions').points
 
 return E

@@ -264,10 +264,7 @@ end
 
 -- Pareto plots of rows (each with x_of(r) and y_of(r)); returns lat.plot.scatter's results
 function X.scatter(rows, path, title, xlabel, ylabel, x_of, y_of)
-  local pts = {}
-  for _, r in ipairs(rows) do
-    pts[#pts + 1] = { x = x_of(r), y = y_of(r), label = r.name, group = r.defence }
-  end
+  local pts = lat.eval.points(rows, x_of, y_of, function(r) return r.defence end)
   return lat.plot.scatter{ path = path, title = title, xlabel = xlabel, ylabel = ylabel, points = pts, pareto = true }
 end
 
