@@ -92,25 +92,25 @@ function H.spec.pgd(o)
   o.norm = o.norm or 'linf'
   return { name = o.name or ('pgd_%s_%s'):format(o.norm, eps_name(o.eps)), family = 'pgd_' .. o.norm, attack = H.pgd, opts = o }
 end
+-- a spec's fit: the attack's options with opts[field] = fit(model, data, opts) added
+local function fitted(field, fit)
+  return function(model, ds, opts)
+    local r = copy(opts)
+    r[field] = fit(model, ds, opts)
+    return r
+  end
+end
 function H.spec.patch(o)
   o = copy(o)
   o.size = o.size or 6
   return { name = o.name or ('patch_%dx%d'):format(o.size, o.size), family = 'patch', attack = H.patch, opts = o,
-    fit = function(model, ds, opts)
-      local r = copy(opts)
-      r.patch = U.fit_patch(model, ds, opts)
-      return r
-    end }
+    fit = fitted('patch', U.fit_patch) }
 end
 function H.spec.uap(o)
   o = copy(o)
   o.norm, o.eps = o.norm or 'linf', o.eps or 16 / 255
   return { name = o.name or ('uap_%s_%s'):format(o.norm, eps_name(o.eps)), family = 'uap', attack = H.uap, opts = o,
-    fit = function(model, ds, opts)
-      local r = copy(opts)
-      r.delta = U.fit_uap(model, ds, opts)
-      return r
-    end }
+    fit = fitted('delta', U.fit_uap) }
 end
 function H.spec.corruption(o)
   o = copy(o)
