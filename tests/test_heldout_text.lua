@@ -50,15 +50,20 @@ local function margin(ids, y)   -- logit of the true class minus the other, per 
   return m
 end
 
+-- the labels the model gets right for ids, and the margins under those labels
+local function right_labels(ids)
+  local y = lat.zeros({ ids:size(1) }, 'int32')
+  local m = margin(ids, y)
+  for b = 0, ids:size(1) - 1 do y.i[b] = m[b] > 0 and 0 or 1 end
+  return y, margin(ids, y)
+end
+
 H.test('hotflip: one swap is the best single swap (exact for a linear model), padding and forbidden tokens untouched', function()
   local g = lat.Generator(3)
   local B, T = 6, 7
   local ids = lat.randint(2, V, { B, T }, { rng = g }):int()
   for b = 0, B - 1 do for t = 5 - (b % 3), T - 1 do ids.i[b * T + t] = 0 end end -- padding at the end
-  local y = lat.zeros({ B }, 'int32')
-  local m0 = margin(ids, y)
-  for b = 0, B - 1 do y.i[b] = m0[b] > 0 and 0 or 1 end    -- the labels the model gets right
-  m0 = margin(ids, y)
+  local y, m0 = right_labels(ids)
   local forbid = { 7, 11 }
   local adv, swaps = HT.hotflip(bag, ids, y, { budgets = { 1 }, forbid = forbid, pad_id = 0 })
   local m1 = margin(adv[1], y)
@@ -96,9 +101,7 @@ H.test('hotflip with a candidate list inserts only candidates, the best single s
   local g = lat.Generator(6)
   local B, T = 5, 6
   local ids = lat.randint(2, V, { B, T }, { rng = g }):int()
-  local y = lat.zeros({ B }, 'int32')
-  local m0 = margin(ids, y)
-  for b = 0, B - 1 do y.i[b] = m0[b] > 0 and 0 or 1 end
+  local y, m0 = right_labels(ids)
   local cands = { 3, 4, 9, 17, 25 }
   local adv = HT.hotflip(bag, ids, y, { budgets = { 1 }, candidates = cands, forbid = { 9 } })
   local m1 = margin(adv[1], y)
@@ -125,9 +128,7 @@ H.test('hotflip budgets: at most k positions changed, each once; an example stop
   local g = lat.Generator(4)
   local B, T = 20, 8
   local ids = lat.randint(2, V, { B, T }, { rng = g }):int()
-  local y = lat.zeros({ B }, 'int32')
-  local m0 = margin(ids, y)
-  for b = 0, B - 1 do y.i[b] = m0[b] > 0 and 0 or 1 end
+  local y = right_labels(ids)
   local adv, swaps = HT.hotflip(bag, ids, y, { budgets = { 1, 2, 5 } })
   local last_wrong = -1
   for _, k in ipairs({ 1, 2, 5 }) do
