@@ -26,12 +26,25 @@ def check(name, fn):
 km, kc = jupyter_client.manager.start_new_kernel(kernel_name="lat", startup_timeout=60)
 
 
-def run(code, timeout=60, interrupt_after=None):
-    """Runs a cell; returns (reply content, [(msg_type, content), ...] of its outputs)."""
-    msg_id = kc.execute(code)
-    if interrupt_after is not None:
-        time.sleep(interrupt_after)
-        km.interrupt_kernel()
+def shell_reply(msg_id, timeout):
+    """The shell reply to request msg_id. Replies to other requests (start_new_kernel's own
+    kernel_info_request, whose reply may still be queued on a busy machine) are passed over."""
+    deadline = time.monotonic() + timeout
+    while True:
+        msg = kc.get_shell_msg(timeout=max(0.1, deadline - time.monotonic()))
+        if msg["parent_header"].get("msg_id") == msg_id:
+            return msg
+
+
+STARTED = "print('cell started'); io.stdout:flush()\n"
+
+
+def run(code, timeout=60, interrupt=False):
+    """Runs a cell; returns (reply content, [(msg_type, content), ...] of its outputs). With
+    interrupt, the cell is prefixed with a line that prints a marker, and the kernel is
+    interrupted once the marker has arrived, so that the interrupt falls inside the cell however
+    slowly the machine starts it."""
+    msg_id = kc.execute(STARTED + code if interrupt else code)
     outputs = []
     while True:
         msg = kc.get_iopub_msg(timeout=timeout)
@@ -40,11 +53,14 @@ def run(code, timeout=60, interrupt_after=None):
         kind = msg["msg_type"]
         if kind == "status" and msg["content"]["execution_state"] == "idle":
             break
+        if interrupt and kind == "stream" and "cell started" in msg["content"]["text"]:
+            interrupt = False
+            time.sleep(0.3)  # into the loop that follows the marker
+            km.interrupt_kernel()
+            continue
         if kind in ("stream", "execute_result", "error", "display_data", "update_display_data"):
             outputs.append((kind, msg["content"]))
-    reply = kc.get_shell_msg(timeout=timeout)
-    assert reply["parent_header"]["msg_id"] == msg_id
-    return reply["content"], outputs
+    return shell_reply(msg_id, timeout)["content"], outputs
 
 
 def result(outputs):
@@ -91,7 +107,7 @@ def test_error_then_session_goes_on():
 
 
 def test_interrupt_keeps_the_session():
-    reply, out = run("kept = 11\nwhile true do local t = lat.ones(8) * 2 end", interrupt_after=1.5)
+    reply, out = run("kept = 11\nwhile true do local t = lat.ones(8) * 2 end", interrupt=True)
     assert reply["status"] == "error" and reply["ename"] == "Interrupted", reply
     reply, out = run("kept")
     assert result(out) == "11", out
@@ -143,21 +159,18 @@ def test_line_plot_inline():
 def test_completion_and_inspection():
     run("yc = lat.ones(2)")
     code = "f = lat.attack.pg"
-    kc.complete(code, len(code))
-    reply = kc.get_shell_msg(timeout=30)["content"]
+    reply = shell_reply(kc.complete(code, len(code)), 30)["content"]
     assert "lat.attack.pgd" in reply["matches"] and reply["cursor_start"] == 4, reply
-    kc.complete("yc:su", 5)
-    reply = kc.get_shell_msg(timeout=30)["content"]
+    reply = shell_reply(kc.complete("yc:su", 5), 30)["content"]
     assert "yc:sum" in reply["matches"], reply
-    kc.inspect("lat.attack.pgd(model)", 12)  # the cursor inside "pgd"
-    reply = kc.get_shell_msg(timeout=30)["content"]
+    reply = shell_reply(kc.inspect("lat.attack.pgd(model)", 12), 30)["content"]  # the cursor inside "pgd"
     assert reply["found"] and "pgd(model, batch, threat, opts)" in reply["data"]["text/plain"], reply
 
 
 def test_uninterruptible_loop_restarts_lat():
     # a bare loop that LuaJIT compiles never reaches a point where Lua can stop it: the kernel
     # restarts lat, says so, and the next cell runs in the fresh process
-    reply, out = run("lost = 1\nlocal s = 0\nfor i = 1, 1e15 do s = s + i end", interrupt_after=1.0, timeout=120)
+    reply, out = run("lost = 1\nlocal s = 0\nfor i = 1, 1e15 do s = s + i end", interrupt=True, timeout=120)
     assert reply["status"] == "error" and reply["ename"] == "LatRestarted", reply
     reply, out = run("lost == nil and lat ~= nil")
     assert result(out) == "true", out
