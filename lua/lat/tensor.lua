@@ -324,9 +324,12 @@ function T.int(t) return T.to(t, 'int32') end
 function T.byte(t) return T.to(t, 'uint8') end
 function T.contiguous(t) return t end
 
--- ---------------------------------------------------------------- in place (never recorded;
--- the rules are in this file's header)
+-- ---------------------------------------------------------------- in place
 
+-- t:fill_(v), zero_, copy_(src), add_(x[, alpha]), mul_(s), clamp_(lo, hi): in place, never
+-- recorded. With gradients on, a target or source that requires gradients raises an error (write
+-- y = y * s, or change it inside lat.no_grad); so does a copy that narrow made. Each write counts
+-- in t._version, and backward raises if an op's kept input or output was written after it ran.
 function T.fill_(t, v) check(C.lat_fill_(t.ptr, v)); return t end
 function T.zero_(t) check(C.lat_fill_(t.ptr, 0)); return t end
 function T.copy_(t, src) check(C.lat_copy_(t.ptr, need_tensor(src, 'copy_: source'))); return t end
