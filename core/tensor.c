@@ -1,5 +1,6 @@
 /* tensor.c: tensor headers, reference-counted storage, creation, dtype conversion, in-place
- * helpers. Layout ops (reshape, narrow, permute, expand, cat) live in ops_shape.c. */
+ * helpers and the check and version count that every in-place write goes through. Layout ops
+ * (reshape, narrow, permute, expand, cat) live in ops_shape.c. */
 #include "internal.h"
 #include <math.h>
 #include <stdlib.h>
@@ -76,32 +77,6 @@ lat_tensor *lat__view(lat_tensor *t, int64_t offset, int ndim, const int64_t *sh
 
 lat_tensor *lat_empty(int dtype, int ndim, const int64_t *shape) {
   return lat__new(dtype, ndim, shape);
-}
-
-int lat__begin_write(lat_tensor *dst, const lat_tensor *src, const char *op, const char *rewrite) {
-  if (!rewrite) rewrite = "use an out-of-place op";
-  if (dst->narrow_copy_)
-    return lat__failc("%s: the target is a copy that narrow made (along a dimension other than the "
-                      "first: tensors are contiguous), so writing into it would not change the "
-                      "tensor it was narrowed from; write into a clone() of it to change a copy "
-                      "on purpose", op);
-  if (lat_is_grad_enabled() && dst->req_grad_)
-    return lat__failc("%s: the target requires gradients, and autograd cannot see an in-place "
-                      "change to it; %s, or make the change inside lat.no_grad(function() ... end) "
-                      "if no gradient should flow through it", op, rewrite);
-  if (lat_is_grad_enabled() && src && src->req_grad_)
-    return lat__failc("%s: the source requires gradients, which an in-place op cannot pass on; "
-                      "%s, or detach() the source if no gradient should flow through it", op,
-                      rewrite);
-  dst->storage->version++;
-  return 0;
-}
-
-int64_t lat_data_version(lat_tensor *t) { return t ? t->storage->version : -1; }
-
-int lat_mark_written(lat_tensor *t, const char *op) {
-  if (!t) return lat__failc("%s: tensor is nil", op ? op : "write");
-  return lat__begin_write(t, NULL, op ? op : "write", NULL);
 }
 
 static void fill(lat_tensor *t, double v) {
@@ -236,6 +211,32 @@ int lat__norm_dim(const lat_tensor *t, int dim, const char *op) {
     return -1;
   }
   return d;
+}
+
+int lat__begin_write(lat_tensor *dst, const lat_tensor *src, const char *op, const char *rewrite) {
+  if (!rewrite) rewrite = "use an out-of-place op";
+  if (dst->narrow_copy_)
+    return lat__failc("%s: the target is a copy that narrow made (along a dimension other than the "
+                      "first: tensors are contiguous), so writing into it would not change the "
+                      "tensor it was narrowed from; write into a clone() of it to change a copy "
+                      "on purpose", op);
+  if (lat_is_grad_enabled() && dst->req_grad_)
+    return lat__failc("%s: the target requires gradients, and autograd cannot see an in-place "
+                      "change to it; %s, or make the change inside lat.no_grad(function() ... end) "
+                      "if no gradient should flow through it", op, rewrite);
+  if (lat_is_grad_enabled() && src && src->req_grad_)
+    return lat__failc("%s: the source requires gradients, which an in-place op cannot pass on; "
+                      "%s, or detach() the source if no gradient should flow through it", op,
+                      rewrite);
+  dst->storage->version++;
+  return 0;
+}
+
+int64_t lat_data_version(lat_tensor *t) { return t ? t->storage->version : -1; }
+
+int lat_mark_written(lat_tensor *t, const char *op) {
+  if (!t) return lat__failc("%s: tensor is nil", op ? op : "write");
+  return lat__begin_write(t, NULL, op ? op : "write", NULL);
 }
 
 /* op names are those of the Lua methods (add_ for axpy_, mul_ for scale_) */
