@@ -27,11 +27,17 @@ lat_node *lat__record(lat_tensor *out, const char *name, lat_backward_fn bw, int
   node->n_in = n;
   node->in = node->in_inline;
   node->need = node->need_inline;
+  node->in_version = node->in_version_inline;
   if (n > LAT_NODE_MAX_IN) {
     node->in = calloc((size_t)n, sizeof *node->in);
     node->need = calloc((size_t)n, sizeof *node->need);
+    node->in_version = calloc((size_t)n, sizeof *node->in_version);
   }
-  for (int k = 0; k < n; k++) node->in[k] = lat_retain(ins[k]);
+  for (int k = 0; k < n; k++) {
+    node->in[k] = lat_retain(ins[k]);
+    node->in_version[k] = ins[k] ? ins[k]->storage->version : 0;
+  }
+  node->out_version = out->storage->version;
   out->node = node;
   out->req_grad_ = 1;
   return node;
@@ -43,6 +49,7 @@ void lat__node_free(lat_node *n) {
   if (n->in != n->in_inline) {
     free(n->in);
     free(n->need);
+    free(n->in_version);
   }
   free(n);
 }
@@ -116,6 +123,24 @@ static void clear(list *order) {
   free(order->v);
 }
 
+static int stale(const lat_node *n, const char *what, const lat_tensor *t, int64_t then) {
+  return lat__failc("backward of %s: %s of shape %s was modified in place after it was used "
+                    "(version %lld, now %lld); use an out-of-place op or clone it first", n->name,
+                    what, SHAPE(t), (long long)then, (long long)t->storage->version);
+}
+
+/* The node's backward reads its inputs and saved output as they were when it ran. */
+static int check_unmodified(const lat_tensor *t) {
+  const lat_node *n = t->node;
+  for (int k = 0; k < n->n_in; k++)
+    if (n->in[k] && n->in[k]->storage->version != n->in_version[k])
+      return stale(n, "an input", n->in[k], n->in_version[k]);
+  for (int k = 0; k < LAT_NODE_MAX_SAVED; k++)
+    if (n->saved[k] && n->saved[k]->storage == t->storage && t->storage->version != n->out_version)
+      return stale(n, "its output", t, n->out_version);
+  return 0;
+}
+
 /* Accumulate g into *slot (a gradient tensor owned by the slot). */
 static int accumulate_into(lat_tensor **slot, lat_tensor *g) {
   if (!*slot) {
@@ -171,6 +196,10 @@ static int run(lat_tensor *root, lat_tensor *root_grad, int n, lat_tensor **wrt,
                       SHAPE(wrt[k]));
       goto done;
     }
+  /* before any gradient moves, so that a refusal leaves every .grad as it was */
+  for (int k = 0; k < order.n; k++)
+    if (order.v[k]->node && (order.v[k]->mark_ & NEEDED) && (rc = check_unmodified(order.v[k])))
+      goto done;
   /* the given gradient is only read (nothing accumulates into the root's gradient), so a view
    * of it in the root's shape serves: no copy of a possibly large tensor per backward */
   root->bgrad_ = root_grad ? lat__view(root_grad, 0, root->ndim, root->shape_)

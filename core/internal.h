@@ -24,6 +24,7 @@ struct lat_storage {
   void *ptr;
   size_t bytes;
   int refcount;
+  int64_t version; /* in-place writes so far; views share it, so a write through any counts */
 };
 
 /* ---- tensors (tensor.c) ---- */
@@ -37,6 +38,11 @@ lat_tensor *lat__view(lat_tensor *t, int64_t offset, int ndim, const int64_t *sh
 int lat__norm_dim(const lat_tensor *t, int dim, const char *op); /* -1 (with error) if invalid */
 bool lat__check_f32(const lat_tensor *t, const char *op, const char *arg);
 int64_t lat__prod(const int64_t *shape, int n);
+/* Every in-place write calls this first, once its other checks have passed: refuses the write
+ * (-1) where autograd could not follow it (grad mode and dst or src requiring gradients) or
+ * where it would be lost (dst a copy made by narrow), else counts it in dst's version. src may
+ * be NULL; rewrite is the out-of-place form to suggest ("t = t + x") or NULL. */
+int lat__begin_write(lat_tensor *dst, const lat_tensor *src, const char *op, const char *rewrite);
 
 /* ---- autograd (autograd.c) ---- */
 enum { LAT_NODE_MAX_IN = 4, LAT_NODE_MAX_SAVED = 4 };
@@ -50,6 +56,9 @@ struct lat_node {
   bool *need;                                /* which inputs want a gradient, set each pass */
   lat_tensor *in_inline[LAT_NODE_MAX_IN];    /* in and need point here unless n_in is larger */
   bool need_inline[LAT_NODE_MAX_IN];
+  int64_t *in_version;                       /* each input's storage version when recorded */
+  int64_t in_version_inline[LAT_NODE_MAX_IN];
+  int64_t out_version;                       /* the output's, for a saved output */
   lat_tensor *saved[LAT_NODE_MAX_SAVED];     /* extra tensors kept for backward (owned) */
   double f[4];                               /* scalar arguments */
   int64_t i[8];
@@ -59,7 +68,9 @@ struct lat_node {
 /* Whether an op over these inputs must record a node. */
 bool lat__needs_grad(int n, lat_tensor *const *ins);
 /* Attach a node to out (out->req_grad_ is set); returns the node to fill in, or NULL if
- * recording is not needed. The node holds references to the inputs. */
+ * recording is not needed. The node holds references to the inputs and notes their versions
+ * and out's, which backward checks: saved[] must hold either out's storage (lat__save_output)
+ * or tensors private to the node. */
 lat_node *lat__record(lat_tensor *out, const char *name, lat_backward_fn bw, int n,
                       lat_tensor *const *ins);
 /* A new header on the same storage as t without its node: for saving an op's output. */

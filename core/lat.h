@@ -19,7 +19,11 @@
  * - Tensors are contiguous and row-major. Dimensions are 0-based here; negative dims count from
  *   the end. The Lua layer converts its 1-based dimension numbers before calling in.
  * - An op records a node on the autograd tape when gradients are enabled and one of its inputs
- *   requires gradients. In-place functions (name ending in '_') never record.
+ *   requires gradients. In-place functions (name ending in '_') never record: with gradients
+ *   enabled they refuse a target or source that requires gradients (run optimiser steps and
+ *   other deliberate changes with gradients disabled), and they refuse a target that narrow
+ *   copied. Each counts its write in the target's version; backward refuses a node whose input
+ *   or saved output was written after the op ran, as its gradient would be wrong.
  * - Nothing here aborts or exits on bad input.
  * - Fields with a trailing underscore are read by the Lua layer under plain names (t.shape is a
  *   Lua table there, t.dtype a string, t.requires_grad a boolean).
@@ -59,7 +63,7 @@ typedef struct lat_tensor {
   lat_storage *storage;
   struct lat_tensor *bgrad_;        /* scratch: gradient flowing during one backward pass */
   int32_t mark_;                    /* scratch: flags used during one backward pass */
-  int32_t pad_;
+  int32_t narrow_copy_;             /* 1 if narrow had to copy, so writes would not reach its input */
 } lat_tensor;
 
 typedef struct lat_rng { uint64_t seed; uint64_t offset; } lat_rng;
@@ -114,6 +118,10 @@ int lat_axpy_(lat_tensor *y, double alpha, lat_tensor *x);
 int lat_scale_(lat_tensor *t, double alpha);
 int lat_clamp_(lat_tensor *t, double lo, double hi);
 int lat_same_shape(lat_tensor *a, lat_tensor *b);
+/* in-place writes: the count of those into t's storage (shared with its views), and the check
+ * and count for a write made through t->data, with the rules of the in-place functions */
+int64_t lat_data_version(lat_tensor *t);
+int lat_mark_written(lat_tensor *t, const char *op);
 
 /* views and copies of layout */
 lat_tensor *lat_reshape(lat_tensor *t, int ndim, const int64_t *shape);

@@ -1,5 +1,6 @@
 /* ops_shape.c: layout ops. reshape and narrow along the first dimension are views (shared
- * storage); permute, transpose, expand, cat and other narrows copy. All are differentiable. */
+ * storage); permute, transpose, expand, cat and other narrows copy (in-place writes into such a
+ * narrow are refused). All are differentiable. */
 #include "internal.h"
 #include <string.h>
 
@@ -93,6 +94,7 @@ lat_tensor *lat_narrow(lat_tensor *t, int dim, int64_t start, int64_t length) {
   } else {
     y = lat__new(t->dtype_, t->ndim, shape);
     if (!y) return NULL;
+    y->narrow_copy_ = 1; /* so that in-place writes, which would not reach t, are refused */
     size_t es = lat__dtype_size(t->dtype_);
     for (int64_t o = 0; o < outer; o++)
       memcpy((char *)y->data + (size_t)(o * length * inner) * es,

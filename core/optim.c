@@ -10,7 +10,7 @@
 
 static int check_pair(lat_tensor *p, lat_tensor *t, const char *op, const char *what) {
   if (!lat__check_f32(t, op, what)) return -1;
-  if (t->numel_ != p->numel_)
+  if (!lat_same_shape(t, p))
     return lat__failc("%s: %s has shape %s but the parameter has shape %s", op, what, SHAPE(t),
                       SHAPE(p));
   return 0;
@@ -22,6 +22,9 @@ int lat_sgd_step_(lat_tensor *p, lat_tensor *grad, lat_tensor *momentum_buf, dou
   const char *op = "sgd_step_";
   if (!lat__check_f32(p, op, "parameter") || check_pair(p, grad, op, "gradient")) return -1;
   if (momentum != 0 && check_pair(p, momentum_buf, op, "momentum buffer")) return -1;
+  if (lat__begin_write(p, NULL, op, NULL) ||
+      (momentum != 0 && lat__begin_write(momentum_buf, NULL, op, NULL)))
+    return -1;
   float *restrict w = p->f, *restrict buf = momentum != 0 ? momentum_buf->f : NULL;
   const float *restrict g = grad->f;
   const float wd = (float)weight_decay, mom = (float)momentum, damp1 = (float)(1 - dampening);
@@ -48,6 +51,9 @@ int lat_adamw_step_(lat_tensor *p, lat_tensor *grad, lat_tensor *m, lat_tensor *
       check_pair(p, m, op, "first moment") || check_pair(p, v, op, "second moment"))
     return -1;
   if (step < 1) return lat__failc("%s: step must be at least 1, got %lld", op, (long long)step);
+  if (lat__begin_write(p, NULL, op, NULL) || lat__begin_write(m, NULL, op, NULL) ||
+      lat__begin_write(v, NULL, op, NULL))
+    return -1;
   float *restrict w = p->f, *restrict mm = m->f, *restrict vv = v->f;
   const float *restrict g = grad->f;
   const float decay = (float)(1 - lr * weight_decay);

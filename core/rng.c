@@ -26,7 +26,7 @@ void lat_rng_seed(lat_rng *rng, uint64_t seed) {
 static int check(lat_tensor *t, lat_rng *rng, const char *op) {
   if (!rng) return lat__failc("%s: generator is nil", op);
   if (!lat__check_f32(t, op, "tensor")) return -1;
-  return 0;
+  return lat__begin_write(t, NULL, op, "draw a new tensor (lat.rand, lat.randn) instead");
 }
 
 int lat_uniform_(lat_tensor *t, lat_rng *rng, double lo, double hi) {
@@ -66,6 +66,7 @@ int lat_bernoulli_(lat_tensor *t, lat_rng *rng, double p) {
 int lat_randint_(lat_tensor *t, lat_rng *rng, int64_t lo, int64_t hi) {
   if (!rng || !t) return lat__failc("randint_: tensor or generator is nil");
   if (hi <= lo) return lat__failc("randint_: empty range [%lld, %lld)", (long long)lo, (long long)hi);
+  if (lat__begin_write(t, NULL, "randint_", "draw a new tensor (lat.randint) instead")) return -1;
   uint64_t span = (uint64_t)(hi - lo);
   for (int64_t k = 0; k < t->numel_; k++) {
     int64_t v = lo + (int64_t)(bits(rng, (uint64_t)k) % span);

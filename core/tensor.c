@@ -1,5 +1,6 @@
 /* tensor.c: tensor headers, reference-counted storage, creation, dtype conversion, in-place
- * helpers. Layout ops (reshape, narrow, permute, expand, cat) live in ops_shape.c. */
+ * helpers and the check and version count that every in-place write goes through. Layout ops
+ * (reshape, narrow, permute, expand, cat) live in ops_shape.c. */
 #include "internal.h"
 #include <math.h>
 #include <stdlib.h>
@@ -50,6 +51,7 @@ lat_tensor *lat__new(int dtype, int ndim, const int64_t *shape) {
   s->ptr = p;
   s->bytes = bytes;
   s->refcount = 1;
+  s->version = 0;
   t->storage = s;
   t->data = p;
   return t;
@@ -68,6 +70,7 @@ lat_tensor *lat__view(lat_tensor *t, int64_t offset, int ndim, const int64_t *sh
   if (!v) return NULL;
   v->storage = t->storage;
   t->storage->refcount++;
+  v->narrow_copy_ = t->narrow_copy_;
   v->data = (char *)t->data + offset * (int64_t)lat__dtype_size(t->dtype_);
   return v;
 }
@@ -76,8 +79,7 @@ lat_tensor *lat_empty(int dtype, int ndim, const int64_t *shape) {
   return lat__new(dtype, ndim, shape);
 }
 
-int lat_fill_(lat_tensor *t, double v) {
-  if (!t) return lat__failc("fill_: tensor is nil");
+static void fill(lat_tensor *t, double v) {
   int64_t n = t->numel_;
   switch (t->dtype_) {
   case LAT_F32: {
@@ -92,12 +94,18 @@ int lat_fill_(lat_tensor *t, double v) {
     break;
   default: memset(t->u, (int)(uint8_t)v, (size_t)n);
   }
+}
+
+int lat_fill_(lat_tensor *t, double v) {
+  if (!t) return lat__failc("fill_: tensor is nil");
+  if (lat__begin_write(t, NULL, "fill_", "write t = lat.full(t.shape, v)")) return -1;
+  fill(t, v);
   return 0;
 }
 
 lat_tensor *lat_full(int dtype, int ndim, const int64_t *shape, double value) {
   lat_tensor *t = lat__new(dtype, ndim, shape);
-  if (t) lat_fill_(t, value);
+  if (t) fill(t, value); /* making a tensor is not a write into one: its version stays 0 */
   return t;
 }
 
@@ -205,27 +213,55 @@ int lat__norm_dim(const lat_tensor *t, int dim, const char *op) {
   return d;
 }
 
-static int check_inplace(lat_tensor *y, lat_tensor *x, const char *op) {
+int lat__begin_write(lat_tensor *dst, const lat_tensor *src, const char *op, const char *rewrite) {
+  if (!rewrite) rewrite = "use an out-of-place op";
+  if (dst->narrow_copy_)
+    return lat__failc("%s: the target is a copy that narrow made (along a dimension other than the "
+                      "first: tensors are contiguous), so writing into it would not change the "
+                      "tensor it was narrowed from; write into a clone() of it to change a copy "
+                      "on purpose", op);
+  if (lat_is_grad_enabled() && dst->req_grad_)
+    return lat__failc("%s: the target requires gradients, and autograd cannot see an in-place "
+                      "change to it; %s, or make the change inside lat.no_grad(function() ... end) "
+                      "if no gradient should flow through it", op, rewrite);
+  if (lat_is_grad_enabled() && src && src->req_grad_)
+    return lat__failc("%s: the source requires gradients, which an in-place op cannot pass on; "
+                      "%s, or detach() the source if no gradient should flow through it", op,
+                      rewrite);
+  dst->storage->version++;
+  return 0;
+}
+
+int64_t lat_data_version(lat_tensor *t) { return t ? t->storage->version : -1; }
+
+int lat_mark_written(lat_tensor *t, const char *op) {
+  if (!t) return lat__failc("%s: tensor is nil", op ? op : "write");
+  return lat__begin_write(t, NULL, op ? op : "write", NULL);
+}
+
+/* op names are those of the Lua methods (add_ for axpy_, mul_ for scale_) */
+static int check_inplace(lat_tensor *y, lat_tensor *x, const char *op, const char *rewrite) {
   if (!lat__check_f32(y, op, "target")) return -1;
   if (x) {
     if (!lat__check_f32(x, op, "source")) return -1;
-    if (x->numel_ != y->numel_)
+    if (!lat_same_shape(x, y))
       return lat__failc("%s: target has shape %s but source has shape %s", op, SHAPE(y), SHAPE(x));
   }
-  return 0;
+  return lat__begin_write(y, x, op, rewrite);
 }
 
 int lat_copy_(lat_tensor *dst, lat_tensor *src) {
   if (!dst || !src) return lat__failc("copy_: tensor is nil");
-  if (dst->numel_ != src->numel_ || dst->dtype_ != src->dtype_)
+  if (!lat_same_shape(dst, src) || dst->dtype_ != src->dtype_)
     return lat__failc("copy_: target is %s %s but source is %s %s", lat__dtype_name(dst->dtype_),
                       SHAPE(dst), lat__dtype_name(src->dtype_), SHAPE(src));
+  if (lat__begin_write(dst, src, "copy_", "use the source itself instead of a copy")) return -1;
   memmove(dst->data, src->data, (size_t)src->numel_ * lat__dtype_size(src->dtype_));
   return 0;
 }
 
 int lat_axpy_(lat_tensor *y, double alpha, lat_tensor *x) {
-  if (check_inplace(y, x, "axpy_")) return -1;
+  if (check_inplace(y, x, "add_", "write t = t + alpha * x")) return -1;
   float a = (float)alpha;
   float *restrict yy = y->f;
   const float *restrict xx = x->f;
@@ -236,7 +272,7 @@ int lat_axpy_(lat_tensor *y, double alpha, lat_tensor *x) {
 }
 
 int lat_scale_(lat_tensor *t, double alpha) {
-  if (check_inplace(t, NULL, "scale_")) return -1;
+  if (check_inplace(t, NULL, "mul_", "write t = t * s")) return -1;
   float a = (float)alpha;
   int64_t n = t->numel_;
   for (int64_t k = 0; k < n; k++) t->f[k] *= a;
@@ -244,7 +280,7 @@ int lat_scale_(lat_tensor *t, double alpha) {
 }
 
 int lat_clamp_(lat_tensor *t, double lo, double hi) {
-  if (check_inplace(t, NULL, "clamp_")) return -1;
+  if (check_inplace(t, NULL, "clamp_", "write t = t:clamp(lo, hi)")) return -1;
   float l = (float)lo, h = (float)hi;
   int64_t n = t->numel_;
   for (int64_t k = 0; k < n; k++) t->f[k] = fminf(fmaxf(t->f[k], l), h);

@@ -24,10 +24,10 @@ for i = 0, n - 1 do
   y.f[i] = cls
 end
 
-local function param(...) return lat.randn({ ... }, { rng = g }):mul_(0.5):requires_grad_() end
-local w1, b1 = param(opt.hidden, 2), lat.zeros(opt.hidden):requires_grad_()
-local w2, b2 = param(opt.hidden, opt.hidden):mul_(0.3), lat.zeros(opt.hidden):requires_grad_()
-local w3, b3 = param(1, opt.hidden), lat.zeros(1):requires_grad_()
+local function param(scale, ...) return lat.randn({ ... }, { rng = g }):mul_(0.5):mul_(scale):requires_grad_() end
+local w1, b1 = param(1, opt.hidden, 2), lat.zeros(opt.hidden):requires_grad_()
+local w2, b2 = param(0.3, opt.hidden, opt.hidden), lat.zeros(opt.hidden):requires_grad_()
+local w3, b3 = param(1, 1, opt.hidden), lat.zeros(1):requires_grad_()
 local params = { w1, b1, w2, b2, w3, b3 }
 local velocity = {}
 for i, p in ipairs(params) do velocity[i] = lat.zeros(p.shape) end
@@ -53,10 +53,12 @@ for step = 1, opt.steps do
   local loss = loss_of(logits)
   for _, p in ipairs(params) do p.grad = nil end
   loss:backward()
-  for i, p in ipairs(params) do
-    velocity[i]:mul_(opt.momentum):add_(p.grad)
-    p:add_(velocity[i], -opt.lr)
-  end
+  lat.no_grad(function() -- the update is not part of the graph; in-place ops on p need this
+    for i, p in ipairs(params) do
+      velocity[i]:mul_(opt.momentum):add_(p.grad)
+      p:add_(velocity[i], -opt.lr)
+    end
+  end)
   if step == 1 or step % math.max(1, math.floor(opt.steps / 10)) == 0 or step == opt.steps then
     local correct = lat.no_grad(function() return logits:gt(0):float():sub(y):abs():sum():item() end)
     local acc = 1 - correct / n

@@ -115,8 +115,10 @@ end)
 -- a hand-set model on 2x2 images: predicts class 1 when the mean brightness exceeds 0.5
 local function threshold_model()
   local m = nn.Sequential{ { 'flat', nn.Flatten() }, { 'fc', nn.Linear(4, 2) } }
-  m.fc.weight:copy_(lat.tensor{ { 0, 0, 0, 0 }, { 1, 1, 1, 1 } })
-  m.fc.bias:copy_(lat.tensor{ 0, -2 })
+  lat.no_grad(function()
+    m.fc.weight:copy_(lat.tensor{ { 0, 0, 0, 0 }, { 1, 1, 1, 1 } })
+    m.fc.bias:copy_(lat.tensor{ 0, -2 })
+  end)
   return m
 end
 -- ten constant images of brightness 0.05, 0.15, ..., 0.95, labels from fn(i), i = 0..9

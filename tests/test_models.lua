@@ -29,8 +29,10 @@ end)
 
 H.test('eval.accuracy counts correct predictions and restores the mode', function()
   local m = lat.nn.Linear(2, 2)
-  m.weight:copy_(lat.tensor{ { 1, 0 }, { 0, 1 } })
-  m.bias:copy_(lat.zeros(2))
+  lat.no_grad(function()
+    m.weight:copy_(lat.tensor{ { 1, 0 }, { 0, 1 } })
+    m.bias:copy_(lat.zeros(2))
+  end)
   local x = lat.tensor{ { 2, 1 }, { 0, 3 }, { 5, 4 }, { 1, 2 } }
   local y = lat.tensor({ 0, 1, 1, 1 }, 'int32') -- the third is wrong
   local ds = lat.data.TensorDataset{ x = x, y = y }

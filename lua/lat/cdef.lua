@@ -20,7 +20,7 @@ typedef struct lat_tensor {
   lat_storage *storage;
   struct lat_tensor *bgrad_;        /* scratch: gradient flowing during one backward pass */
   int32_t mark_;                    /* scratch: flags used during one backward pass */
-  int32_t pad_;
+  int32_t narrow_copy_;             /* 1 if narrow had to copy, so writes would not reach its input */
 } lat_tensor;
 
 typedef struct lat_rng { uint64_t seed; uint64_t offset; } lat_rng;
@@ -75,6 +75,10 @@ int lat_axpy_(lat_tensor *y, double alpha, lat_tensor *x);
 int lat_scale_(lat_tensor *t, double alpha);
 int lat_clamp_(lat_tensor *t, double lo, double hi);
 int lat_same_shape(lat_tensor *a, lat_tensor *b);
+/* in-place writes: the count of those into t's storage (shared with its views), and the check
+ * and count for a write made through t->data, with the rules of the in-place functions */
+int64_t lat_data_version(lat_tensor *t);
+int lat_mark_written(lat_tensor *t, const char *op);
 
 /* views and copies of layout */
 lat_tensor *lat_reshape(lat_tensor *t, int ndim, const int64_t *shape);

@@ -156,7 +156,10 @@ function T.squeeze(x, dim)
   return x:reshape(out)
 end
 
--- narrow(dim, start, length): start is 1-based
+-- narrow(dim, start, length): start is 1-based. Along dimension 1 (or after leading dimensions of
+-- size 1) the result is a view: writes into it change x. Along any other dimension it is a copy
+-- (tensors are contiguous), and in-place writes into it raise an error; clone() it to write
+-- into a copy on purpose.
 function T.narrow(x, dim, start, length)
   local d = cdim(dim, 'narrow')
   if start == 0 then raise('narrow: start 0 is invalid (positions are 1-based; -1 is the last)') end

@@ -139,10 +139,16 @@ function M.SGD(params, opts)
   return self
 end
 
--- one update of every parameter that has a gradient; closure (optional) runs first and its
--- result is returned
+-- one update of every parameter that has a gradient, with gradients disabled (an in-place change
+-- to a parameter is refused otherwise); closure (optional) runs first and its result is returned
 function SGD:step(closure)
   local loss = closure and closure() or nil
+  lat.no_grad(self.update, self)
+  self.steps = self.steps + 1
+  return loss
+end
+
+function SGD:update()
   local mom, nest = self.momentum, self.nesterov and 1 or 0
   for i, p in ipairs(self.params) do
     local g = p.ptr.grad_
@@ -157,8 +163,6 @@ function SGD:step(closure)
         self.weight_decay, first))
     end
   end
-  self.steps = self.steps + 1
-  return loss
 end
 
 -- ---------------------------------------------------------------- AdamW
@@ -186,6 +190,12 @@ end
 
 function AdamW:step(closure)
   local loss = closure and closure() or nil
+  lat.no_grad(self.update, self)
+  self.steps = self.steps + 1
+  return loss
+end
+
+function AdamW:update()
   local b1, b2 = self.betas[1], self.betas[2]
   for i, p in ipairs(self.params) do
     local g = p.ptr.grad_
@@ -199,8 +209,6 @@ function AdamW:step(closure)
         self.eps, self.weight_decay))
     end
   end
-  self.steps = self.steps + 1
-  return loss
 end
 
 -- ---------------------------------------------------------------- clipping

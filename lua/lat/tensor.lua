@@ -1,6 +1,16 @@
 -- tensor.lua: the tensor type (an ffi.metatype over struct lat_tensor), its creation functions
 -- and its methods. Dimension numbers and positions written in Lua are 1-based (negative counts
 -- from the end); values stored in int32 tensors (labels, token ids, indices) are 0-based data.
+--
+-- In-place methods (name ending in '_', and set) are not recorded for autograd. With gradients
+-- enabled they raise an error when the target or a source requires gradients (write the
+-- out-of-place form, y = y * 3 for y:mul_(3), or make the change inside lat.no_grad, as the
+-- optimisers do); they raise an error on a tensor that narrow had to copy (a narrow along a
+-- dimension other than the first), as the write would not reach the narrowed tensor. Each write
+-- counts in t._version, shared with t's views (reshape, detach, narrow along dimension 1), and
+-- backward raises an error when a tensor an op kept for it was written after the op ran. Writes
+-- through the raw pointers t.f, t.i, t.u are not checked or counted: call t:mark_written() before
+-- writing so into a tensor that an op may have kept.
 local core = require 'lat.core'
 local ffi, C, wrap, check, raise = core.ffi, core.C, core.wrap, core.check, core.raise
 
@@ -280,6 +290,7 @@ end
 function T.set(t, value, ...)
   local c = t.ptr
   local off = offset_of(c, 'set', ...)
+  check(C.lat_mark_written(c, 'set'))
   local dt = c.dtype_
   if dt == C.LAT_F32 then c.f[off] = value elseif dt == C.LAT_I32 then c.i[off] = value else c.u[off] = value end
   return t
@@ -313,8 +324,12 @@ function T.int(t) return T.to(t, 'int32') end
 function T.byte(t) return T.to(t, 'uint8') end
 function T.contiguous(t) return t end
 
--- ---------------------------------------------------------------- in place (never recorded)
+-- ---------------------------------------------------------------- in place
 
+-- t:fill_(v), zero_, copy_(src), add_(x[, alpha]), mul_(s), clamp_(lo, hi): in place, never
+-- recorded. With gradients on, a target or source that requires gradients raises an error (write
+-- y = y * s, or change it inside lat.no_grad); so does a copy that narrow made. Each write counts
+-- in t._version, and backward raises if an op's kept input or output was written after it ran.
 function T.fill_(t, v) check(C.lat_fill_(t.ptr, v)); return t end
 function T.zero_(t) check(C.lat_fill_(t.ptr, 0)); return t end
 function T.copy_(t, src) check(C.lat_copy_(t.ptr, need_tensor(src, 'copy_: source'))); return t end
@@ -329,6 +344,8 @@ function T.add_(t, x, alpha)
 end
 function T.mul_(t, s) check(C.lat_scale_(t.ptr, s)); return t end
 function T.clamp_(t, lo, hi) check(C.lat_clamp_(t.ptr, lo or -math.huge, hi or math.huge)); return t end
+-- before writing through t.f, t.i or t.u: checks the write as the in-place methods do, counts it
+function T.mark_written(t) check(C.lat_mark_written(t.ptr, 'mark_written')); return t end
 
 -- ---------------------------------------------------------------- autograd
 
@@ -385,6 +402,7 @@ local getters = {
   shape = shape_table,
   dtype = function(t) return DTYPE_NAMES[t.ptr.dtype_] end,
   requires_grad = function(t) return t.ptr.req_grad_ ~= 0 end,
+  _version = function(t) return tonumber(C.lat_data_version(t.ptr)) end,
   grad = function(t)
     local g = t.ptr.grad_
     if g == nil then return nil end
