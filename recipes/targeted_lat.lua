@@ -20,6 +20,8 @@ local defaults = {
 }
 for k, v in pairs(X.defaults) do defaults[k] = v end
 local opt = lat.args(defaults)
+X.check(opt, { count = { 'seeds' }, natural = { 'threads' }, fraction = { 'prompt_share' },
+  nonnegative = { 'at_eps', 'lat_eps', 'anchor' } })
 if opt.quick then
   X.quick(opt)
   opt.at_eps, opt.lat_eps, opt.seeds = 0.3, 0.3, 1

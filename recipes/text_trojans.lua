@@ -27,6 +27,11 @@ local opt = lat.args{
   seed = 1, threads = 0, out = 'runs/text_trojans', quick = false,
 }
 local list = lat.args.list
+lat.args.check(opt, { count = { 'len', 'dim', 'heads', 'layers', 'vocab', 'buckets', 'epochs', 'batch', 'within', 'finetune',
+    'ft_epochs', 'flip_vocab', 'eval_examples' },
+  natural = { 'steps', 'seed', 'threads' }, positive = { 'lr', 'ft_lr' }, nonnegative = { 'weight_decay', 'rlp_eps', 'clean_drop' },
+  fraction = { 'dropout', 'rate', 'weight' }, ['nonnegative list'] = { 'at_eps', 'lat_eps' },
+  ['count list'] = { 'flips', 'distract_words' }, ['fraction list'] = { 'typo_rates' }, ['natural list'] = { 'seeds' } })
 if opt.quick then
   opt.len, opt.dim, opt.layers, opt.epochs, opt.finetune, opt.eval_examples, opt.steps = 64, 32, 2, 2, 400, 48, 2
   opt.at_eps, opt.lat_layers, opt.lat_eps, opt.rlp_layer, opt.seeds = '0.1', 'blocks.2', '0.1', 'blocks.1', '1,2'

@@ -21,6 +21,9 @@ local opt = lat.args{
   seed = 1, threads = 0, out = 'runs/vision_trojans', quick = false,
 }
 local list = lat.args.list
+lat.args.check(opt, { count = { 'epochs', 'batch', 'finetune', 'ft_epochs', 'eval_examples', 'asr_examples', 'fit_examples', 'fit_steps' },
+  natural = { 'steps', 'seed', 'threads' }, positive = { 'lr', 'ft_lr' }, fraction = { 'rate', 'warp_rate', 'weight' },
+  nonnegative = { 'rlp_eps' }, ['count list'] = { 'widths', 'blocks' }, ['nonnegative list'] = { 'at_eps', 'lat_eps' } })
 if opt.quick then
   opt.epochs, opt.finetune, opt.eval_examples, opt.asr_examples, opt.fit_examples, opt.fit_steps = 1, 256, 64, 256, 64, 5
   opt.at_eps, opt.lat_layers, opt.lat_eps, opt.steps = '1', 'layer2', '0.3', 2
@@ -52,7 +55,7 @@ local trojans = {
 local realised = lat.trojan.poisoned_fraction(trojans, train)
 print(('vision_trojans: %d trojans, %.2f%% of %d training images poisoned'):format(#trojans, 100 * realised.fraction, realised.n))
 
-local ints = function(s) return list(s, 'number') end
+local ints = function(s) return list(s, 'count') end
 local model = lat.models.ResNet{ widths = ints(opt.widths), blocks = ints(opt.blocks), rng = lat.Generator(opt.seed) }
 local loader = lat.data.DataLoader(train, { batch_size = opt.batch, shuffle = true, seed = opt.seed, drop_last = true,
   transform = { lat.data.augment.crop_flip{ pad = 2, seed = opt.seed }, lat.trojan.poison_all(trojans) } })

@@ -38,6 +38,7 @@ ffi.metatype('lat_ref', {
 })
 
 lat.version = ffi.string(C.lat_version())
+lat.core = core -- lat.core.raise(msg): an error at the caller's line, for recipes and user code
 lat.repr = repr.value
 lat.args = require 'lat.args'
 lat.gradcheck = require 'lat.gradcheck'

@@ -22,6 +22,15 @@ X.defaults = {
   ft_steps = 100, ft_lr = 3e-4, attack_steps = 4, flag_tol = 0.02, model = '', seed = 1,
 }
 
+-- check(opt, rules): raises an error naming the first bad option, of X.defaults or of the
+-- recipe's own rules (lat.args.check)
+function X.check(opt, rules)
+  lat.args.check(opt, { count = { 'dim', 'layers', 'heads', 'len', 'batch', 'steps', 'per_trojan', 'eval_windows', 'prompts',
+      'gen_len', 'ft_steps' }, natural = { 'warmup', 'attack_steps', 'seed' }, positive = { 'lr', 'ft_lr' },
+    fraction = { 'bad_fraction', 'typo_rate' }, nonnegative = { 'flag_tol' } })
+  return lat.args.check(opt, rules)
+end
+
 -- the quick form: a tiny slice of everything (seconds, not minutes)
 function X.quick(opt)
   opt.dim, opt.layers, opt.steps, opt.warmup, opt.eval_windows, opt.prompts = 32, 1, 30, 3, 16, 4
