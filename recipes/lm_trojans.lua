@@ -41,7 +41,9 @@ end
 lat_pairs(opt.lat) -- a malformed --lat fails here, not after pretraining
 if opt.quick then
   X.quick(opt)
-  opt.at_eps, opt.lat, opt.seeds, opt.headline = '0.3', 'blocks.1:0.3', 2, 'LAT blocks.1 0.3'
+  -- a small grid, where the user did not choose one
+  local grid = { at_eps = '0.3', lat = 'blocks.1:0.3', seeds = 2, headline = 'LAT blocks.1 0.3' }
+  for k, v in pairs(grid) do if opt[k] == defaults[k] then opt[k] = v end end
 end
 
 -- ---------------------------------------------------------------- the defences' grid

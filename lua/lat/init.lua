@@ -58,6 +58,9 @@ lat.plot = require 'lat.plot'
 
 lat.trojan = require 'lat.trojan'
 
+-- lat.check_finite(false): training, attacks and evaluation stop raising at NaN or Inf (see finite.lua)
+lat.check_finite = require('lat.finite').set
+
 function lat.set_num_threads(n) C.lat_set_num_threads(n) end
 function lat.get_num_threads() return C.lat_get_num_threads() end
 

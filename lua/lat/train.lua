@@ -11,6 +11,7 @@ local lat = require 'lat.tensor'
 local optim = require 'lat.optim'
 local log = require 'lat.log'
 local sys = require 'lat.sys'
+local F = require 'lat.finite'
 local raise = core.raise
 
 local M = {}
@@ -21,23 +22,39 @@ local function number_of(v)
 end
 
 -- One optimisation step on one batch: the schedule's lr for the step about to be taken
--- (optimizer.steps + 1), zero_grad, loss, backward, clipping, update. Returns the loss (a
--- number), the loss function's extra metrics (or nil) and the gradient norm before clipping
--- (when clipping).
+-- (optimizer.steps + 1), zero_grad, loss, backward, clipping, update. The loss function gets
+-- (model, batch, { step = that step }). Returns the loss (a number), the loss function's extra
+-- metrics (or nil) and the gradient norm before clipping (when clipping). A loss or a gradient
+-- that is not finite raises an error naming the step, and the layer or the parameter (finite.lua).
 function M.step(cfg, batch)
   local opt = cfg.optimizer
-  if cfg.schedule then opt:set_lr(cfg.schedule(opt.steps + 1)) end
+  local step = opt.steps + 1
+  if cfg.schedule then opt:set_lr(cfg.schedule(step)) end
   opt:zero_grad()
-  local loss, extra = cfg.loss(cfg.model, batch)
+  local info = { step = step }
+  local loss, extra = cfg.loss(cfg.model, batch, info)
   if not (lat.is_tensor(loss) and loss:numel() == 1) then
     raise('train: the loss function must return a tensor with one element, got ' ..
       (lat.is_tensor(loss) and ('shape [' .. table.concat(loss.shape, ', ') .. ']') or type(loss)))
   end
+  local value = loss:item()
+  if F.enabled and not F.number(value) then
+    F.fail(('train: step %d: the loss is %s'):format(step, tostring(value)), cfg.model,
+      function() cfg.loss(cfg.model, batch, info) end)
+  end
   loss:backward()
+  if F.enabled then
+    for i, p in ipairs(opt.params) do
+      local g = p.ptr.grad_
+      if g ~= nil and not F.pointer(g) then
+        F.fail(("train: step %d: the gradient of parameter '%s' is not finite"):format(step, opt.names[i]))
+      end
+    end
+  end
   local gnorm
   if cfg.clip then gnorm = optim.clip_grad_norm(opt.params, cfg.clip) end
   opt:step()
-  return loss:item(), extra, gnorm
+  return value, extra, gnorm
 end
 
 local function label(cfg, epoch)
