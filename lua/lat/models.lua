@@ -228,11 +228,10 @@ end
 -- save(model, path[, metadata]): the parameters and buffers in the safetensors layout (zstd if
 -- the name ends in .zst), with the model's class and options in the metadata
 function M.save(model, path, metadata)
-  local cjson = require 'cjson'
   local meta = {}
   for k, v in pairs(metadata or {}) do meta[k] = tostring(v) end
   meta.model = model.__name
-  meta.config = cjson.encode(model.config or {})
+  meta.config = require('lat.json').encode(model.config or {}) -- sorted keys, the same bytes each run
   return lat.save(path, model:state_dict(), { metadata = meta })
 end
 
