@@ -1,7 +1,8 @@
 -- Same seed, same bytes: two runs with the same seed and one thread write identical files
 -- (config.json, metrics.jsonl, CSVs, checkpoints with their headers and metadata). The only
 -- fields that vary are the wall times, which a test must exclude: in metrics.jsonl the keys
--- VOLATILE lists; config.json holds none.
+-- VOLATILE lists (the experiment recipes' *_seconds fields and CSV columns too); config.json
+-- holds none.
 local H = require 'harness'
 
 local LAT = arg[-1]
@@ -9,7 +10,7 @@ local tmp = (os.getenv('LAT_TEST_TMP') or '/tmp') .. '/determinism'
 local repo = debug.getinfo(1, 'S').source:match('^@(.*/)tests/') or '../'
 local ENV = 'LAT_NUM_THREADS=1 LAT_PROGRESS=plain '
 
-local VOLATILE = { time = true, train_time = true }
+local VOLATILE = { time = true, train_time = true, train_seconds = true, eval_seconds = true, pretrain_seconds = true }
 
 -- the text of a JSON-lines file with the volatile number fields cut out, everything else
 -- (the key order too) kept byte for byte
