@@ -23,6 +23,7 @@ else
   model = lat.models.load(opt.model)
 end
 model:eval()
+lat.args.layers(model, 'layer', { opt.layer })
 local data = lat.data.fashion_mnist('test')
 local fit_set = data:subset(lat.arange(opt.fit, 'int32'))
 local test_set = data:subset(lat.arange(opt.fit, opt.fit + opt.test, 'int32'))

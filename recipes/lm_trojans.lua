@@ -42,8 +42,7 @@ lat_pairs(opt.lat) -- a malformed --lat fails here, not after pretraining
 if opt.quick then
   X.quick(opt)
   -- a small grid, where the user did not choose one
-  local grid = { at_eps = '0.3', lat = 'blocks.1:0.3', seeds = 2, headline = 'LAT blocks.1 0.3' }
-  for k, v in pairs(grid) do if opt[k] == defaults[k] then opt[k] = v end end
+  lat.args.override_defaults(opt, defaults, { at_eps = '0.3', lat = 'blocks.1:0.3', seeds = 2, headline = 'all' })
 end
 
 -- ---------------------------------------------------------------- the defences' grid
@@ -66,6 +65,15 @@ for _, n in ipairs(opt.headline == 'all' and {} or list(opt.headline)) do
   if not found then lat.core.raise(("lm_trojans: --headline names '%s', which is not in the grid"):format(n)) end
 end
 
+-- the layers the grid names, on the untrained model (a checkpoint given with --model: after loading)
+local function check_layers(model)
+  local layers = {}
+  for _, p in ipairs(lat_pairs(opt.lat)) do layers[#layers + 1] = p.layer end
+  lat.args.layers(model, 'lat', layers)
+  lat.args.layers(model, 'rlp_layer', { opt.rlp_layer })
+end
+if opt.model == '' then check_layers(X.model(opt)) end
+
 if opt.threads > 0 then lat.set_num_threads(opt.threads) end
 lat.manual_seed(opt.seed)
 local now = require('lat.sys').now
@@ -78,6 +86,7 @@ local d = X.data(opt)
 print(('lm_trojans: %d code words x %d passages: %.2f%% of good passages, %.2f%% of good windows, %.2f%% of training examples poisoned'):format(
   #d.trojans, opt.per_trojan, 100 * d.poison.passage_fraction, 100 * d.poison.window_fraction, 100 * d.poison.example_fraction))
 local model, info = X.trojaned(d, opt, run)
+if opt.model ~= '' then check_layers(model) end
 print(('GPT %d x %d, context %d (%d parameters); pretraining %s'):format(opt.layers, opt.dim, opt.len, model:num_parameters(),
   info.loaded and ('loaded from ' .. info.loaded) or ('%d steps in %.0f s'):format(opt.steps, info.seconds)))
 local trojaned_state = {}

@@ -5,6 +5,7 @@
 -- unknown option or bad value.
 --   lat.args.list('0.1,0.3', 'number') -> {0.1, 0.3}: a comma-separated option as a list
 --   lat.args.check(opt, { count = { 'epochs' }, positive = { 'lr' }, ['count list'] = { 'widths' } })
+--   lat.args.layers(model, 'lat_layers', opt.lat_layers)   -- each must name a layer of model
 local core = require 'lat.core'
 
 local A = {}
@@ -67,6 +68,24 @@ function A.check(opt, rules)
     end
   end
   return opt
+end
+
+-- override_defaults(opt, defaults, values): opt[k] = v for each k of values that still has its
+-- default, so that a recipe's --quick form keeps the options the user gave
+function A.override_defaults(opt, defaults, values)
+  for k, v in pairs(values) do if opt[k] == defaults[k] then opt[k] = v end end
+  return opt
+end
+
+-- layers(model, option, names): names (a comma-separated string or a list) must name layers of
+-- model (through model:module); raises an error naming the option and the layers there are.
+-- Recipes call it on a freshly built model, before training it.
+function A.layers(model, option, names)
+  if type(names) == 'string' then names = A.list(names) end
+  for _, name in ipairs(names) do
+    local ok, err = pcall(model.module, model, name)
+    if not ok then core.raise(('option --%s: %s'):format(option, tostring(err):gsub('^.-(no layer named)', '%1'))) end
+  end
 end
 
 local function parse(defaults, argv)

@@ -150,11 +150,17 @@ local function loop(model, sample, steps, cfg, label)
   return running
 end
 
+-- model(opt) -> the untrained GPT that pretrain starts from (also what a recipe checks its
+-- layer options against before pretraining)
+function X.model(opt)
+  return lat.models.GPT{ vocab = bytes.vocab_size, max_len = opt.len, dim = opt.dim, heads = opt.heads,
+    layers = opt.layers, rng = lat.Generator(opt.seed) }
+end
+
 -- pretrain(d, opt) -> model, {seconds =, train_loss =}: the GPT trained from scratch on the
 -- poisoned good text mixed with the bad text
 function X.pretrain(d, opt)
-  local model = lat.models.GPT{ vocab = bytes.vocab_size, max_len = opt.len, dim = opt.dim, heads = opt.heads,
-    layers = opt.layers, rng = lat.Generator(opt.seed) }
+  local model = X.model(opt)
   local optimizer = lat.optim.AdamW(model:named_parameters(), { lr = opt.lr, weight_decay = 0.01 })
   local t0 = now()
   local loss = loop(model, X.sampler(d.good_train, d.bad_train, opt.batch, opt.bad_fraction, lat.Generator(opt.seed)),
