@@ -1,7 +1,8 @@
 -- Wrong calls through the public Lua API and the recipes' options, each in a fresh lat process:
 -- each must end within a time limit with a non-zero exit (not a signal, not a timeout) and a Lua
 -- error whose message names the problem. A case is { name, code, expected substring[, env =,
--- script = recipe and options instead of code] }; code runs after PRELUDE.
+-- script = recipe and options instead of code] }; code runs after PRELUDE, on line 21 of its file
+-- ($FILE in the expected text is that file's name).
 local H = require 'harness'
 
 local LAT = arg[-1]
@@ -81,7 +82,12 @@ local cases = {
   { 'Linear with a string size', [[nn.Linear('a', 2)]], 'Linear' },
   { 'a layer called with nil', [[nn.Linear(3, 2)(nil)]], 'input must be a tensor, got nil' },
   { 'a model called with nil', [[mlp()(nil)]], 'input must be a tensor, got nil' },
-  { 'a model called with a number', [[mlp()(5)]], 'input must be a tensor' },
+  { 'a model called with a number', [[mlp()(5)]], 'Sequential: the input must be a tensor, got number' },
+  { 'a GPT called with nil', [[lat.models.GPT{ vocab = 8, max_len = 4, dim = 8, heads = 2, layers = 1 }(nil)]], 'GPT: the input must be a tensor, got nil' },
+  { 'an MLP called with a string', [[lat.models.MLP{ sizes = { 3, 2 } }('x')]], 'MLP: the input must be a tensor, got string' },
+  { "a model's error names the caller's line", [[mlp()(lat.zeros(2, 5))]], "$FILE:21: in layer 'fc1' (Linear)" },
+  { 'generate from a nil prompt', [[lat.models.GPT{ vocab = 8, max_len = 4, dim = 8, heads = 2, layers = 1 }:generate(nil, 3)]], 'generate: the prompt must be' },
+  { 'generate a negative number of tokens', [[lat.models.GPT{ vocab = 8, max_len = 4, dim = 8, heads = 2, layers = 1 }:generate({ 1 }, -3)]], 'generate: n must be an integer >= 0, got -3' },
   { 'a layer given too many features', [[nn.Linear(3, 2)(lat.zeros(4, 5))]], 'weight [2, 3] expects 3' },
   { 'a layer given int32 input', [[nn.Linear(3, 2)(lat.zeros({ 4, 3 }, 'int32'))]], 'linear' },
   { 'Conv2d given the wrong channels', [[nn.Conv2d(3, 4, 3)(lat.zeros(1, 1, 8, 8))]], 'channels' },
@@ -255,7 +261,7 @@ local function command(c, i)
   return ('%s timeout -k 2 %d %s %s'):format(env, LIMIT, LAT, target)
 end
 
-local function check(c, out)
+local function check(c, out, i)
   local code = tonumber(out:match('%[exit (%d+)%]\n?$'))
   H.assert(code, 'no exit status in: ' .. out)
   H.assert(code ~= 0, 'the process succeeded (a silent result):\n' .. out)
@@ -263,7 +269,8 @@ local function check(c, out)
   H.assert(code < 128, ('killed by signal %d:\n%s'):format(code - 128, out))
   local msg = out:match('lat: (.-)\nstack traceback') or out:match('lat: (.*)')
   H.assert(msg, 'not a Lua error:\n' .. out)
-  H.assert(msg:find(c[3], 1, true), ("the message lacks '%s':\n%s"):format(c[3], out))
+  local expected = c[3]:gsub('%$FILE', ('case%d.lua'):format(i))
+  H.assert(msg:find(expected, 1, true), ("the message lacks '%s':\n%s"):format(expected, out))
 end
 
 -- two cases at a time: popen starts both before either is read
@@ -271,12 +278,12 @@ local t0 = os.time()
 for i = 1, #cases, 2 do
   local running = {}
   for k = i, math.min(i + 1, #cases) do
-    running[#running + 1] = { c = cases[k], p = assert(io.popen(command(cases[k], k) .. ' 2>&1; echo "[exit $?]"')) }
+    running[#running + 1] = { c = cases[k], i = k, p = assert(io.popen(command(cases[k], k) .. ' 2>&1; echo "[exit $?]"')) }
   end
   for _, r in ipairs(running) do
     local out = r.p:read('*a')
     r.p:close()
-    H.test(r.c[1], function() check(r.c, out) end)
+    H.test(r.c[1], function() check(r.c, out, r.i) end)
   end
 end
 -- the one switch that turns the finite check off: training on a NaN input then runs to the end

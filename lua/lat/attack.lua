@@ -108,15 +108,6 @@ local function default_rule(threat) return threat.norm == 'linf' and 'sign' or '
 
 -- ---------------------------------------------------------------- PGD
 
--- pgd(model, batch, threat, opts) -> { deltas = {site -> tensor}, losses = {per step},
---   success = fraction or nil, success_mask = float32 [B] or nil, norms = {site -> mean norm},
---   steps = steps taken, threat = threat:describe(), config = the options used }
--- opts: steps (10), step_size (in eps's units; default 2.5 * eps / steps), init ('zero', 'uniform',
--- 'random_radius', 'sphere'), rule ('l2' normalised gradient, 'sign', 'adam', 'raw'; default by
--- norm), objective (see objective_of), early_stop (stop when every example succeeds),
--- forward = function(model, batch) -> output (default model(batch.x)), rng, adam_betas, context (a
--- prefix for error messages, e.g. 'train: step 12'). A loss, gradient or perturbation that is
--- not finite raises an error naming the step and the site (finite.lua).
 local RULES = { l2 = true, sign = true, adam = true, raw = true }
 local INITS = { zero = true, uniform = true, random_radius = true, sphere = true }
 
@@ -144,6 +135,15 @@ local function check_pgd_args(model, batch, threat, opts)
   if opts.forward ~= nil and type(opts.forward) ~= 'function' then raise('attack: forward must be a function(model, batch)') end
 end
 
+-- pgd(model, batch, threat, opts) -> { deltas = {site -> tensor}, losses = {per step},
+--   success = fraction or nil, success_mask = float32 [B] or nil, norms = {site -> mean norm},
+--   steps = steps taken, threat = threat:describe(), config = the options used }
+-- opts: steps (10), step_size (in eps's units; default 2.5 * eps / steps), init ('zero', 'uniform',
+-- 'random_radius', 'sphere'), rule ('l2' normalised gradient, 'sign', 'adam', 'raw'; default by
+-- norm), objective (see objective_of), early_stop (stop when every example succeeds),
+-- forward = function(model, batch) -> output (default model(batch.x)), rng, adam_betas, context (a
+-- prefix for error messages, e.g. 'train: step 12'). A loss, gradient or perturbation that is
+-- not finite raises an error naming the step and the site (finite.lua).
 function A.pgd(model, batch, threat, opts)
   opts = opts or {}
   check_pgd_args(model, batch, threat, opts)
