@@ -116,6 +116,13 @@ local cases = {
   -- training
   { 'fit without a model', [[lat.train.fit{ loader = loader(batch), epochs = 1, loss = ce, optimizer = {} }]], "train.fit: 'model' is required" },
   { 'fit without epochs', [[local m = mlp(); lat.train.fit{ model = m, loader = loader(batch), loss = ce, optimizer = lat.optim.SGD(m:named_parameters(), { lr = 0.1 }) }]], "'epochs' is required" },
+  { 'fit of a non-table', [[lat.train.fit('go')]], 'train.fit: expected a configuration table, got string' },
+  { 'fit with negative epochs', [[fit{ epochs = -1 }]], 'train.fit: epochs must be an integer >= 0, got -1' },
+  { 'fit with fractional epochs', [[fit{ epochs = 1.5 }]], 'epochs must be an integer >= 0, got 1.5' },
+  { 'fit with a number for the loader', [[fit{ loader = 5 }]], 'train.fit: loader must be a lat.data.DataLoader' },
+  { 'fit with a string for the loss', [[fit{ loss = 'ce' }]], 'train: loss must be a function' },
+  { 'fit with clip 0', [[fit{ clip = 0 }]], 'train.fit: clip must be a number > 0, got 0' },
+  { 'step without an optimizer', [[lat.train.step({ model = mlp(), loss = ce }, batch)]], 'train: optimizer must be a lat.optim optimizer, got nil' },
   { 'a loss function returning a number', [[fit{ loss = function() return 1 end }]], 'the loss function must return a tensor with one element, got number' },
   { 'a loss function returning a vector', [[fit{ loss = function(m, b) return m(b.x):sum(2) end }]], 'got shape [8]' },
   { 'training on a NaN input', [[fit{ batch = nan_batch() }]], 'train: step 1: the loss is nan' },

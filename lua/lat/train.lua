@@ -27,6 +27,11 @@ end
 -- metrics (or nil) and the gradient norm before clipping (when clipping). A loss or a gradient
 -- that is not finite raises an error naming the step, and the layer or the parameter (finite.lua).
 function M.step(cfg, batch)
+  if type(cfg) ~= 'table' then raise('train.step: expected a configuration table, got ' .. type(cfg)) end
+  if type(cfg.loss) ~= 'function' then raise('train: loss must be a function(model, batch) -> loss, got ' .. type(cfg.loss)) end
+  if type(cfg.optimizer) ~= 'table' or type(cfg.optimizer.step) ~= 'function' then
+    raise('train: optimizer must be a lat.optim optimizer, got ' .. type(cfg.optimizer))
+  end
   local opt = cfg.optimizer
   local step = opt.steps + 1
   if cfg.schedule then opt:set_lr(cfg.schedule(step)) end
@@ -99,9 +104,22 @@ local REQUIRED = { 'model', 'loader', 'loss', 'optimizer', 'epochs' }
 -- metrics.jsonl of cfg.log: epoch, train_loss, train_<extra>, lr (of the epoch's last step),
 -- steps (total so far), train_time and time (seconds, the latter with evaluation), and the
 -- evaluation metrics. Returns the list of these records.
+local function count(v) return type(v) == 'number' and v >= 0 and v < math.huge and v == math.floor(v) end
+
 function M.fit(cfg)
+  if type(cfg) ~= 'table' then raise('train.fit: expected a configuration table, got ' .. type(cfg)) end
   for _, k in ipairs(REQUIRED) do
     if cfg[k] == nil then raise(("train.fit: '%s' is required"):format(k)) end
+  end
+  if not count(cfg.epochs) then raise(('train.fit: epochs must be an integer >= 0, got %s'):format(tostring(cfg.epochs))) end
+  if cfg.start_epoch ~= nil and not count(cfg.start_epoch) then
+    raise(('train.fit: start_epoch must be an integer >= 0, got %s'):format(tostring(cfg.start_epoch)))
+  end
+  if type(cfg.loader) ~= 'table' or type(cfg.loader.iter) ~= 'function' then
+    raise('train.fit: loader must be a lat.data.DataLoader (with :iter() and :len()), got ' .. type(cfg.loader))
+  end
+  if cfg.clip ~= nil and not (type(cfg.clip) == 'number' and cfg.clip > 0) then
+    raise(('train.fit: clip must be a number > 0, got %s'):format(tostring(cfg.clip)))
   end
   local model, opt = cfg.model, cfg.optimizer
   local metrics = cfg.log and cfg.log:jsonl('metrics')
