@@ -166,6 +166,11 @@ local cases = {
   { 'pgd at the input on a NaN input', [[lat.attack.pgd(mlp(), nan_batch(), lat.threat{ where = 'input', eps = 1 }, { steps = 2 })]], "the clean activation at 'input' is not finite" },
   { 'pgd with a NaN loss', [[lat.attack.pgd(mlp(), batch, tm, { steps = 2, objective = function(out) return (out * (0 / 0)):sum() end })]], "attack: step 1: the adversary's loss (nan) is not finite" },
   { 'the random control with negative steps is still checked', [[lat.attack.random(mlp(), batch, tm, { init = 'gauss' })]], "unknown initialisation 'gauss'" },
+  { 'a universal perturbation with negative steps', [[lat.eval.heldout.universal.fit_uap(mlp(), batch, { steps = -1 })]], 'fit_uap: steps must be an integer >= 0, got -1' },
+  { 'a patch of size 0', [[lat.eval.heldout.universal.fit_patch(mlp(), batch, { size = 0 })]], 'fit_patch: size must be an integer >= 1, got 0' },
+  { 'a universal perturbation with step size NaN', [[lat.eval.heldout.universal.fit_uap(mlp(), batch, { step_size = 0 / 0 })]], 'fit_uap: step_size must be a finite number > 0, got nan' },
+  { 'a universal perturbation on a model with a NaN bias', [[local m = mlp(); m.fc2.bias:set(0 / 0, 1)
+    lat.eval.heldout.universal.fit_uap(m, batch, { steps = 2 })]], "universal: step 1: the loss is nan; the first non-finite value appears at layer 'fc2'" },
   { 'adversarial with a NaN weight', [[lat.train.adversarial{ threat = tm, weight = 0 / 0 }]], 'weight must be in [0, 1]' },
   { 'adversarial with weight 2', [[lat.train.adversarial{ threat = tm, weight = 2 }]], 'weight must be in [0, 1]' },
   { 'adversarial without a threat', [[lat.train.adversarial{}]], 'threat is required' },
