@@ -11,7 +11,7 @@ local raise = core.raise
 local E = {}
 
 -- the model's output for a batch, checked to be finite
-local function logits_of(model, batch, x, what, index)
+local function logits_of(model, x, what, index)
   local logits = model(x)
   if F.enabled and not F.tensor(logits) then
     F.fail(('%s: batch %d: the logits are not finite'):format(what, index), model, function() model(x) end)
@@ -46,7 +46,7 @@ function E.accuracy(model, dataset, opts)
   local xk, yk = opts.x or 'x', opts.y or 'y'
   local correct, loss_sum, n = 0, 0, 0
   E.each_batch(model, dataset, function(m, batch, index)
-    local logits = logits_of(m, batch, batch[xk], 'eval.accuracy', index)
+    local logits = logits_of(m, batch[xk], 'eval.accuracy', index)
     local y = batch[yk]
     local pred = logits:argmax(-1)
     local b = y:numel()
@@ -63,7 +63,7 @@ end
 function E.lm_loss(model, dataset, opts)
   local sum, n = 0, 0
   E.each_batch(model, dataset, function(m, batch, index)
-    local logits = logits_of(m, batch, batch.x, 'eval.lm_loss', index)
+    local logits = logits_of(m, batch.x, 'eval.lm_loss', index)
     sum = sum + lat.cross_entropy(logits, batch.y, { reduction = 'sum' }):item()
     n = n + batch.y:numel()
   end, opts)
