@@ -22,7 +22,9 @@ end
 -- Runs fn(model, batch, batch number) over the data in evaluation mode without gradients; returns nothing.
 function E.each_batch(model, dataset, fn, opts)
   if type(model) ~= 'table' or type(model.eval) ~= 'function' then raise('eval: the first argument must be a lat.nn model, got ' .. type(model)) end
-  if type(dataset) ~= 'table' then raise('eval: the second argument must be a data set or a loader, got ' .. type(dataset)) end
+  if type(dataset) ~= 'table' and type(dataset) ~= 'userdata' then
+    raise('eval: the second argument must be a data set or a loader, got ' .. type(dataset))
+  end
   if opts ~= nil and type(opts) ~= 'table' then raise('eval: the options must be a table, got ' .. type(opts)) end
   opts = opts or {}
   local loader = dataset.iter and dataset or data.DataLoader(dataset, { batch_size = opts.batch_size or 500, transform = opts.transform })

@@ -115,7 +115,8 @@ function M.fit(cfg)
   if cfg.start_epoch ~= nil and not count(cfg.start_epoch) then
     raise(('train.fit: start_epoch must be an integer >= 0, got %s'):format(tostring(cfg.start_epoch)))
   end
-  if type(cfg.loader) ~= 'table' or type(cfg.loader.iter) ~= 'function' then
+  local loader = cfg.loader
+  if (type(loader) ~= 'table' and type(loader) ~= 'userdata') or not pcall(function() assert(loader.iter) end) then
     raise('train.fit: loader must be a lat.data.DataLoader (with :iter() and :len()), got ' .. type(cfg.loader))
   end
   if cfg.clip ~= nil and not (type(cfg.clip) == 'number' and cfg.clip > 0) then
