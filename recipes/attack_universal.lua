@@ -11,6 +11,8 @@ local opt = lat.args{
   model = 'runs/train_fashion/model.safetensors', layer = 'layer2', eps = 0.5, steps = 40, lr = 0.05,
   fit = 2000, test = 2000, batch = 250, seed = 1, out = 'runs/attack_universal', quick = false,
 }
+lat.args.check(opt, { count = { 'steps', 'fit', 'test', 'batch' }, natural = { 'seed' }, positive = { 'lr' },
+  nonnegative = { 'eps' } })
 if opt.quick then opt.fit, opt.test, opt.steps, opt.batch = 64, 64, 5, 32 end
 lat.manual_seed(opt.seed)
 
@@ -21,6 +23,7 @@ else
   model = lat.models.load(opt.model)
 end
 model:eval()
+lat.args.layers(model, 'layer', { opt.layer })
 local data = lat.data.fashion_mnist('test')
 local fit_set = data:subset(lat.arange(opt.fit, 'int32'))
 local test_set = data:subset(lat.arange(opt.fit, opt.fit + opt.test, 'int32'))

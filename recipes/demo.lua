@@ -5,6 +5,8 @@
 local lat = require 'lat'
 local opt = lat.args{ steps = 1500, hidden = 64, lr = 0.05, momentum = 0.9, points = 512, seed = 1,
   out = 'runs/demo', quick = false }
+lat.args.check(opt, { count = { 'steps', 'hidden', 'points' }, natural = { 'seed' }, positive = { 'lr' },
+  fraction = { 'momentum' } })
 if opt.quick then opt.steps = 150 end
 local run = lat.log.run_dir(opt.out, opt)
 local metrics = run:jsonl('metrics.jsonl')

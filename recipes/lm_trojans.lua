@@ -22,11 +22,58 @@ local defaults = {
 }
 for k, v in pairs(X.defaults) do defaults[k] = v end
 local opt = lat.args(defaults)
+local list = lat.args.list
+X.check(opt, { count = { 'seeds' }, natural = { 'threads' }, fraction = { 'weight' }, nonnegative = { 'rlp_eps' },
+  ['nonnegative list'] = { 'at_eps' } })
+-- --lat=layer:radius,...: the sites and radii of the LAT grid
+local function lat_pairs(s)
+  local out = {}
+  for _, pair in ipairs(list(s)) do
+    local layer, e = pair:match('^(.+):(.*)$')
+    e = tonumber(e)
+    if not (e and e >= 0 and e < math.huge) then
+      lat.core.raise(("lm_trojans: --lat takes layer:radius pairs (a radius >= 0), got '%s'"):format(pair))
+    end
+    out[#out + 1] = { layer = layer, eps = e }
+  end
+  return out
+end
+lat_pairs(opt.lat) -- a malformed --lat fails here, not after pretraining
 if opt.quick then
   X.quick(opt)
-  opt.at_eps, opt.lat, opt.seeds, opt.headline = '0.3', 'blocks.1:0.3', 2, 'LAT blocks.1 0.3'
+  -- a small grid, where the user did not choose one
+  lat.args.override_defaults(opt, defaults, { at_eps = '0.3', lat = 'blocks.1:0.3', seeds = 2, headline = 'all' })
 end
-local list = lat.args.list
+
+-- ---------------------------------------------------------------- the defences' grid
+local configs = { { name = 'clean fine-tune', defence = 'none' },
+  { name = ('RLP %s %g'):format(opt.rlp_layer, opt.rlp_eps), defence = 'rlp', threat = X.threat(opt.rlp_layer, opt.rlp_eps) } }
+for _, e in ipairs(list(opt.at_eps, 'nonnegative', 'at_eps')) do
+  configs[#configs + 1] = { name = ('AT embedding %g'):format(e), defence = 'at', threat = X.threat('embedding', e) }
+end
+for _, p in ipairs(lat_pairs(opt.lat)) do
+  configs[#configs + 1] = { name = ('LAT %s %g'):format(p.layer, p.eps), defence = 'lat', threat = X.threat(p.layer, p.eps) }
+end
+-- the configurations repeated over --seeds fine-tuning seeds: clean fine-tuning, RLP and
+-- --headline ('all': every one)
+local headline = { ['clean fine-tune'] = true, [configs[2].name] = true }
+for _, c in ipairs(configs) do headline[c.name] = headline[c.name] or opt.headline == 'all' end
+for _, n in ipairs(opt.headline == 'all' and {} or list(opt.headline)) do
+  headline[n] = true
+  local found = false
+  for _, c in ipairs(configs) do found = found or c.name == n end
+  if not found then lat.core.raise(("lm_trojans: --headline names '%s', which is not in the grid"):format(n)) end
+end
+
+-- the layers the grid names, on the untrained model (a checkpoint given with --model: after loading)
+local function check_layers(model)
+  local layers = {}
+  for _, p in ipairs(lat_pairs(opt.lat)) do layers[#layers + 1] = p.layer end
+  lat.args.layers(model, 'lat', layers)
+  lat.args.layers(model, 'rlp_layer', { opt.rlp_layer })
+end
+if opt.model == '' then check_layers(X.model(opt)) end
+
 if opt.threads > 0 then lat.set_num_threads(opt.threads) end
 lat.manual_seed(opt.seed)
 local now = require('lat.sys').now
@@ -39,6 +86,7 @@ local d = X.data(opt)
 print(('lm_trojans: %d code words x %d passages: %.2f%% of good passages, %.2f%% of good windows, %.2f%% of training examples poisoned'):format(
   #d.trojans, opt.per_trojan, 100 * d.poison.passage_fraction, 100 * d.poison.window_fraction, 100 * d.poison.example_fraction))
 local model, info = X.trojaned(d, opt, run)
+if opt.model ~= '' then check_layers(model) end
 print(('GPT %d x %d, context %d (%d parameters); pretraining %s'):format(opt.layers, opt.dim, opt.len, model:num_parameters(),
   info.loaded and ('loaded from ' .. info.loaded) or ('%d steps in %.0f s'):format(opt.steps, info.seconds)))
 local trojaned_state = {}
@@ -62,28 +110,6 @@ print(('undefended: good %.3f  bad %.3f  typo %.3f  trojan %.3f nats/byte (contr
   base.good_loss, base.bad_loss, base.typo_loss, base.trojan_loss, base.control_loss, 100 * base.trojan_exact))
 
 -- ---------------------------------------------------------------- 2. defences
-local configs = { { name = 'clean fine-tune', defence = 'none' },
-  { name = ('RLP %s %g'):format(opt.rlp_layer, opt.rlp_eps), defence = 'rlp', threat = X.threat(opt.rlp_layer, opt.rlp_eps) } }
-for _, e in ipairs(list(opt.at_eps, 'number')) do
-  configs[#configs + 1] = { name = ('AT embedding %g'):format(e), defence = 'at', threat = X.threat('embedding', e) }
-end
-for _, pair in ipairs(list(opt.lat)) do
-  local layer, e = pair:match('^(.+):([%d.eE+-]+)$')
-  if not layer then lat.core.raise(("lm_trojans: --lat takes layer:radius pairs, got '%s'"):format(pair)) end
-  e = tonumber(e)
-  configs[#configs + 1] = { name = ('LAT %s %g'):format(layer, e), defence = 'lat', threat = X.threat(layer, e) }
-end
--- the configurations repeated over --seeds fine-tuning seeds: clean fine-tuning, RLP and
--- --headline ('all': every one)
-local headline = { ['clean fine-tune'] = true, [configs[2].name] = true }
-for _, c in ipairs(configs) do headline[c.name] = headline[c.name] or opt.headline == 'all' end
-for _, n in ipairs(opt.headline == 'all' and {} or list(opt.headline)) do
-  headline[n] = true
-  local found = false
-  for _, c in ipairs(configs) do found = found or c.name == n end
-  if not found then lat.core.raise(("lm_trojans: --headline names '%s', which is not in the grid"):format(n)) end
-end
-
 local function defend(c, seed)
   model:load_state_dict(trojaned_state)
   local loss

@@ -20,10 +20,14 @@ local defaults = {
 }
 for k, v in pairs(X.defaults) do defaults[k] = v end
 local opt = lat.args(defaults)
+X.check(opt, { count = { 'seeds' }, natural = { 'threads' }, fraction = { 'prompt_share' },
+  nonnegative = { 'at_eps', 'lat_eps', 'anchor' } })
 if opt.quick then
   X.quick(opt)
   opt.at_eps, opt.lat_eps, opt.seeds = 0.3, 0.3, 1
 end
+-- --lat_layer on the untrained model (a checkpoint given with --model: after loading)
+if opt.model == '' then lat.args.layers(X.model(opt), 'lat_layer', { opt.lat_layer }) end
 if opt.threads > 0 then lat.set_num_threads(opt.threads) end
 lat.manual_seed(opt.seed)
 local now = require('lat.sys').now
@@ -33,6 +37,7 @@ local metrics = run:jsonl('metrics.jsonl')
 
 local d = X.data(opt)
 local model, info = X.trojaned(d, opt, run)
+if opt.model ~= '' then lat.args.layers(model, 'lat_layer', { opt.lat_layer }) end
 print(('targeted_lat: GPT %d x %d (%d parameters), %s'):format(opt.layers, opt.dim, model:num_parameters(),
   info.loaded and ('loaded from ' .. info.loaded) or ('pretrained here in %.0f s'):format(info.seconds)))
 local trojaned_state = {}

@@ -16,7 +16,7 @@
 local lat = require 'lat'
 local HT = lat.eval.heldout_text
 
-local opt = lat.args{
+local defaults = {
   len = 128, dim = 64, heads = 4, layers = 2, dropout = 0.1, vocab = 16384, buckets = 2048,
   epochs = 4, batch = 32, lr = 1e-3, weight_decay = 0.01, rate = 0.06, within = 30,
   finetune = 2000, ft_lr = 3e-4, ft_epochs = 1, steps = 5, weight = 1,
@@ -26,10 +26,17 @@ local opt = lat.args{
   seeds = '1,2,3', headline = 'auto', clean_drop = 0.02,
   seed = 1, threads = 0, out = 'runs/text_trojans', quick = false,
 }
+local opt = lat.args(defaults)
 local list = lat.args.list
+lat.args.check(opt, { count = { 'len', 'dim', 'heads', 'layers', 'vocab', 'buckets', 'epochs', 'batch', 'within', 'finetune',
+    'ft_epochs', 'flip_vocab', 'eval_examples' },
+  natural = { 'steps', 'seed', 'threads' }, positive = { 'lr', 'ft_lr' }, nonnegative = { 'weight_decay', 'rlp_eps', 'clean_drop' },
+  fraction = { 'dropout', 'rate', 'weight' }, ['nonnegative list'] = { 'at_eps', 'lat_eps' },
+  ['count list'] = { 'flips', 'distract_words' }, ['fraction list'] = { 'typo_rates' }, ['natural list'] = { 'seeds' } })
 if opt.quick then
   opt.len, opt.dim, opt.layers, opt.epochs, opt.finetune, opt.eval_examples, opt.steps = 64, 32, 2, 2, 400, 48, 2
-  opt.at_eps, opt.lat_layers, opt.lat_eps, opt.rlp_layer, opt.seeds = '0.1', 'blocks.2', '0.1', 'blocks.1', '1,2'
+  lat.args.override_defaults(opt, defaults, -- the grid, unless given
+    { at_eps = '0.1', lat_layers = 'blocks.2', lat_eps = '0.1', rlp_layer = 'blocks.1', seeds = '1,2' })
   opt.flips, opt.typo_rates, opt.distract_words, opt.within = '1,3', '0.25', '10', 15
 end
 -- the quick form's small products gain nothing from a second thread and lose a lot on a busy machine
@@ -104,6 +111,8 @@ print(('text_trojans: %d training messages (%d spam), %d poisoned (%.1f%%: %s); 
 
 local model = lat.models.TransformerClassifier{ vocab = tok.vocab_size, max_len = opt.len, dim = opt.dim, heads = opt.heads,
   layers = opt.layers, classes = 2, pad_id = tok.PAD, dropout = opt.dropout, rng = lat.Generator(opt.seed) }
+lat.args.layers(model, 'lat_layers', opt.lat_layers)
+lat.args.layers(model, 'rlp_layer', { opt.rlp_layer })
 local loader = lat.data.DataLoader(tensors(poisoned), { batch_size = opt.batch, shuffle = true, seed = opt.seed })
 local t0 = now()
 lat.train.fit{ model = model, loader = loader, epochs = opt.epochs, clip = 1.0,

@@ -10,11 +10,8 @@ local opt = lat.args{
   widths = '16,32,64', blocks = '2,2,2', augment = true, seed = 1, threads = 0,
   out = 'runs/train_fashion', quick = false,
 }
-local function ints(s)
-  local t = {}
-  for v in tostring(s):gmatch('%d+') do t[#t + 1] = tonumber(v) end
-  return t
-end
+lat.args.check(opt, { count = { 'epochs', 'batch' }, natural = { 'warmup', 'seed', 'threads' }, positive = { 'lr' },
+  fraction = { 'momentum' }, nonnegative = { 'weight_decay' }, ['count list'] = { 'widths', 'blocks' } })
 if opt.threads > 0 then lat.set_num_threads(opt.threads) end
 lat.manual_seed(opt.seed)
 
@@ -25,7 +22,8 @@ if opt.quick then -- a smoke run: a slice of the data, one epoch
   opt.epochs, opt.warmup = 1, 2
 end
 
-local model = lat.models.ResNet{ widths = ints(opt.widths), blocks = ints(opt.blocks), channels = 1, classes = 10,
+local model = lat.models.ResNet{ widths = lat.args.list(opt.widths, 'count'),
+  blocks = lat.args.list(opt.blocks, 'count'), channels = 1, classes = 10,
   rng = lat.Generator(opt.seed) }
 local loader = lat.data.DataLoader(train, {
   batch_size = opt.batch, shuffle = true, seed = opt.seed, drop_last = true,

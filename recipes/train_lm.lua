@@ -13,6 +13,8 @@ local opt = lat.args{
 if opt.threads > 0 then lat.set_num_threads(opt.threads) end
 lat.manual_seed(opt.seed)
 local bytes = lat.data.bytes
+lat.args.check(opt, { count = { 'steps', 'batch', 'len', 'dim', 'heads', 'layers', 'eval_every' },
+  natural = { 'warmup', 'seed', 'threads' }, positive = { 'lr' }, nonnegative = { 'weight_decay' }, fraction = { 'dropout' } })
 if opt.quick then opt.steps, opt.eval_every, opt.warmup = 20, 10, 2 end
 
 local train_text = lat.data.moby_dick('train'):text()

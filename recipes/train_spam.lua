@@ -13,7 +13,9 @@ local opt = lat.args{
 }
 if opt.threads > 0 then lat.set_num_threads(opt.threads) end
 lat.manual_seed(opt.seed)
-if opt.tokenizer ~= 'words' and opt.tokenizer ~= 'bytes' then error("--tokenizer must be 'words' or 'bytes'") end
+if opt.tokenizer ~= 'words' and opt.tokenizer ~= 'bytes' then lat.core.raise("option --tokenizer must be 'words' or 'bytes'") end
+lat.args.check(opt, { count = { 'epochs', 'batch', 'len', 'vocab', 'buckets', 'dim', 'heads', 'layers' },
+  natural = { 'warmup', 'seed', 'threads' }, positive = { 'lr' }, nonnegative = { 'weight_decay' }, fraction = { 'dropout' } })
 
 -- the messages of a split (every k-th with --quick, so that both classes appear)
 local function messages(split)

@@ -13,17 +13,21 @@
 local lat = require 'lat'
 local HO = lat.eval.heldout
 
-local opt = lat.args{
+local defaults = {
   epochs = 5, batch = 128, lr = 0.1, widths = '16,32,64', blocks = '2,2,2', rate = 0.02, warp_rate = 0.05,
   finetune = 10000, ft_lr = 0.01, ft_epochs = 1, steps = 5, weight = 1,
   at_eps = '0.5,1,2', lat_layers = 'stem,layer1,layer2,layer3', lat_eps = '0.1,0.3', rlp_layer = 'layer2', rlp_eps = 0.3,
   eval_examples = 500, asr_examples = 3000, fit_examples = 1000, fit_steps = 200,
   seed = 1, threads = 0, out = 'runs/vision_trojans', quick = false,
 }
+local opt = lat.args(defaults)
 local list = lat.args.list
+lat.args.check(opt, { count = { 'epochs', 'batch', 'finetune', 'ft_epochs', 'eval_examples', 'asr_examples', 'fit_examples', 'fit_steps' },
+  natural = { 'steps', 'seed', 'threads' }, positive = { 'lr', 'ft_lr' }, fraction = { 'rate', 'warp_rate', 'weight' },
+  nonnegative = { 'rlp_eps' }, ['count list'] = { 'widths', 'blocks' }, ['nonnegative list'] = { 'at_eps', 'lat_eps' } })
 if opt.quick then
   opt.epochs, opt.finetune, opt.eval_examples, opt.asr_examples, opt.fit_examples, opt.fit_steps = 1, 256, 64, 256, 64, 5
-  opt.at_eps, opt.lat_layers, opt.lat_eps, opt.steps = '1', 'layer2', '0.3', 2
+  lat.args.override_defaults(opt, defaults, { at_eps = '1', lat_layers = 'layer2', lat_eps = '0.3', steps = 2 }) -- the grid, unless given
 end
 if opt.threads > 0 then lat.set_num_threads(opt.threads) end
 lat.manual_seed(opt.seed)
@@ -52,8 +56,10 @@ local trojans = {
 local realised = lat.trojan.poisoned_fraction(trojans, train)
 print(('vision_trojans: %d trojans, %.2f%% of %d training images poisoned'):format(#trojans, 100 * realised.fraction, realised.n))
 
-local ints = function(s) return list(s, 'number') end
+local ints = function(s) return list(s, 'count') end
 local model = lat.models.ResNet{ widths = ints(opt.widths), blocks = ints(opt.blocks), rng = lat.Generator(opt.seed) }
+lat.args.layers(model, 'lat_layers', opt.lat_layers)
+lat.args.layers(model, 'rlp_layer', { opt.rlp_layer })
 local loader = lat.data.DataLoader(train, { batch_size = opt.batch, shuffle = true, seed = opt.seed, drop_last = true,
   transform = { lat.data.augment.crop_flip{ pad = 2, seed = opt.seed }, lat.trojan.poison_all(trojans) } })
 local sgd = lat.optim.SGD(model:named_parameters(), { lr = opt.lr, momentum = 0.9, nesterov = true, weight_decay = 5e-4 })

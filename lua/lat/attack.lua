@@ -7,6 +7,7 @@
 --   r.deltas['layer2'], r.success, r.losses
 local core = require 'lat.core'
 local lat = require 'lat.tensor'
+local F = require 'lat.finite'
 require 'lat.threat'
 local raise = core.raise
 
@@ -107,22 +108,53 @@ local function default_rule(threat) return threat.norm == 'linf' and 'sign' or '
 
 -- ---------------------------------------------------------------- PGD
 
+local RULES = { l2 = true, sign = true, adam = true, raw = true }
+local INITS = { zero = true, uniform = true, random_radius = true, sphere = true }
+
+local function check_pgd_args(model, batch, threat, opts)
+  if type(model) ~= 'table' or type(model.hook) ~= 'function' then
+    raise('attack: the first argument must be a lat.nn model, got ' .. type(model))
+  end
+  if type(batch) ~= 'table' then raise('attack: the second argument must be a batch table (e.g. {x =, y =}), got ' .. type(batch)) end
+  if getmetatable(threat) ~= lat.Threat then raise('attack: the third argument must be a lat.threat{...}') end
+  if type(opts) ~= 'table' then raise('attack: the options must be a table, got ' .. type(opts)) end
+  local steps = opts.steps
+  if steps ~= nil and not (type(steps) == 'number' and steps >= 0 and steps < math.huge and steps == math.floor(steps)) then
+    raise(('attack: steps must be an integer >= 0, got %s'):format(tostring(steps)))
+  end
+  local a = opts.step_size
+  if a ~= nil and not (type(a) == 'number' and a > 0 and a < math.huge) then
+    raise(('attack: step_size must be a finite number > 0, got %s'):format(tostring(a)))
+  end
+  if opts.rule ~= nil and not RULES[opts.rule] then
+    raise(("attack: unknown step rule '%s' (l2, sign, adam, raw)"):format(tostring(opts.rule)))
+  end
+  if opts.init ~= nil and not INITS[opts.init] then
+    raise(("attack: unknown initialisation '%s' (zero, uniform, random_radius, sphere)"):format(tostring(opts.init)))
+  end
+  if opts.forward ~= nil and type(opts.forward) ~= 'function' then raise('attack: forward must be a function(model, batch)') end
+end
+
 -- pgd(model, batch, threat, opts) -> { deltas = {site -> tensor}, losses = {per step},
 --   success = fraction or nil, success_mask = float32 [B] or nil, norms = {site -> mean norm},
 --   steps = steps taken, threat = threat:describe(), config = the options used }
 -- opts: steps (10), step_size (in eps's units; default 2.5 * eps / steps), init ('zero', 'uniform',
 -- 'random_radius', 'sphere'), rule ('l2' normalised gradient, 'sign', 'adam', 'raw'; default by
 -- norm), objective (see objective_of), early_stop (stop when every example succeeds),
--- forward = function(model, batch) -> output (default model(batch.x)), rng, adam_betas.
+-- forward = function(model, batch) -> output (default model(batch.x)), rng, adam_betas, context (a
+-- prefix for error messages, e.g. 'train: step 12'). A loss, gradient or perturbation that is
+-- not finite raises an error naming the step and the site (finite.lua).
 function A.pgd(model, batch, threat, opts)
   opts = opts or {}
-  if getmetatable(threat) ~= lat.Threat then raise('attack: the third argument must be a lat.threat{...}') end
+  check_pgd_args(model, batch, threat, opts)
   local steps = opts.steps or 10
   local forward = opts.forward or default_forward
   local objective, ospec = objective_of(opts.objective)
   local rule = opts.rule or default_rule(threat)
   local init = opts.init or 'zero'
   local rng = opts.rng or lat.default_generator
+  local context = opts.context and (opts.context .. ': ') or ''
+  local function fail(what, run) F.fail(context .. 'attack: ' .. what .. ' is not finite', run and model, run) end
   local was_training = model.training
   model:eval()
   local ok, result = pcall(function()
@@ -134,7 +166,9 @@ function A.pgd(model, batch, threat, opts)
       local unit = threat:unit(c)
       radius[s.name] = unit * threat.eps
       alpha[s.name] = unit * (opts.step_size or 2.5 * threat.eps / math.max(steps, 1))
+      if F.enabled and not F.tensor(c) then fail(("the clean activation at '%s'"):format(s.name), function() forward(model, batch) end) end
       deltas[s.name] = threat:sample(c, init, rng, batch, radius[s.name]):requires_grad_()
+      if F.enabled and not F.tensor(deltas[s.name]) then fail(("the initial perturbation at '%s'"):format(s.name)) end
       if rule == 'adam' then adam[s.name] = { m = lat.zeros(c.shape), v = lat.zeros(c.shape) } end
     end
     local losses, taken = {}, 0
@@ -147,6 +181,7 @@ function A.pgd(model, batch, threat, opts)
     for step = 1, steps do
       local _, loss, success = evaluate()
       losses[step] = loss:item()
+      if F.enabled and not F.number(losses[step]) then fail(("step %d: the adversary's loss (%s)"):format(step, tostring(losses[step])), evaluate) end
       taken = step
       if opts.early_stop and success and success:min():item() == 1 then break end
       local list = {}
@@ -155,6 +190,7 @@ function A.pgd(model, batch, threat, opts)
       lat.no_grad(function()
         for i, s in ipairs(threat.sites) do
           local g, d = grads[i], deltas[s.name]
+          if F.enabled and not F.tensor(g) then fail(("step %d: the gradient of the perturbation at '%s'"):format(step, s.name)) end
           local move
           if rule == 'adam' then
             local b1, b2 = (opts.adam_betas or {})[1] or 0.9, (opts.adam_betas or {})[2] or 0.999
@@ -166,11 +202,13 @@ function A.pgd(model, batch, threat, opts)
             move = direction(rule, g, threat)
           end
           deltas[s.name] = threat:project(d - move * alpha[s.name], clean[s.name], batch, radius[s.name]):requires_grad_()
+          if F.enabled and not F.tensor(deltas[s.name]) then fail(("step %d: the perturbation at '%s'"):format(step, s.name)) end
         end
       end)
     end
     -- the final perturbation's effect
     local out, loss, success = lat.no_grad(evaluate)
+    if F.enabled and not F.number(loss:item()) then fail(("the final adversary's loss (%s)"):format(tostring(loss:item())), evaluate) end
     local norms = {}
     for _, s in ipairs(threat.sites) do
       local d = deltas[s.name]:detach()

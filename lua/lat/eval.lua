@@ -1,18 +1,41 @@
 -- eval.lua: lat.eval, measuring models: clean accuracy and loss over a data set, batched and
--- without gradients, with the model in evaluation mode (restored afterwards).
+-- without gradients, with the model in evaluation mode (restored afterwards). Logits that are
+-- not finite raise an error naming the batch and the layer (finite.lua) rather than count as a
+-- class.
+local core = require 'lat.core'
 local lat = require 'lat.tensor'
 local data = require 'lat.data'
+local F = require 'lat.finite'
+local raise = core.raise
 
 local E = {}
 
--- Runs fn(model, batch) over the data in evaluation mode without gradients; returns nothing.
+-- the model's output for a batch, checked to be finite
+local function logits_of(model, x, what, index)
+  local logits = model(x)
+  if F.enabled and not F.tensor(logits) then
+    F.fail(('%s: batch %d: the logits are not finite'):format(what, index), model, function() model(x) end)
+  end
+  return logits
+end
+
+-- Runs fn(model, batch, batch number) over the data in evaluation mode without gradients; returns nothing.
 function E.each_batch(model, dataset, fn, opts)
+  if type(model) ~= 'table' or type(model.eval) ~= 'function' then raise('eval: the first argument must be a lat.nn model, got ' .. type(model)) end
+  if type(dataset) ~= 'table' and type(dataset) ~= 'userdata' then
+    raise('eval: the second argument must be a data set or a loader, got ' .. type(dataset))
+  end
+  if opts ~= nil and type(opts) ~= 'table' then raise('eval: the options must be a table, got ' .. type(opts)) end
   opts = opts or {}
   local loader = dataset.iter and dataset or data.DataLoader(dataset, { batch_size = opts.batch_size or 500, transform = opts.transform })
   local was_training = model.training
   model:eval()
   local ok, err = pcall(lat.no_grad, function()
-    for batch in loader:iter() do fn(model, batch) end
+    local index = 0
+    for batch in loader:iter() do
+      index = index + 1
+      fn(model, batch, index)
+    end
   end)
   model:train(was_training)
   if not ok then error(err, 0) end
@@ -24,8 +47,8 @@ function E.accuracy(model, dataset, opts)
   opts = opts or {}
   local xk, yk = opts.x or 'x', opts.y or 'y'
   local correct, loss_sum, n = 0, 0, 0
-  E.each_batch(model, dataset, function(m, batch)
-    local logits = m(batch[xk])
+  E.each_batch(model, dataset, function(m, batch, index)
+    local logits = logits_of(m, batch[xk], 'eval.accuracy', index)
     local y = batch[yk]
     local pred = logits:argmax(-1)
     local b = y:numel()
@@ -41,8 +64,8 @@ end
 -- x and y int32 [B, T]
 function E.lm_loss(model, dataset, opts)
   local sum, n = 0, 0
-  E.each_batch(model, dataset, function(m, batch)
-    local logits = m(batch.x)
+  E.each_batch(model, dataset, function(m, batch, index)
+    local logits = logits_of(m, batch.x, 'eval.lm_loss', index)
     sum = sum + lat.cross_entropy(logits, batch.y, { reduction = 'sum' }):item()
     n = n + batch.y:numel()
   end, opts)

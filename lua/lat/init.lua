@@ -38,6 +38,7 @@ ffi.metatype('lat_ref', {
 })
 
 lat.version = ffi.string(C.lat_version())
+lat.core = core -- lat.core.raise(msg): an error at the caller's line, for recipes and user code
 lat.repr = repr.value
 lat.args = require 'lat.args'
 lat.gradcheck = require 'lat.gradcheck'
@@ -56,6 +57,9 @@ lat.train.adversarial = require 'lat.defence'
 lat.plot = require 'lat.plot'
 
 lat.trojan = require 'lat.trojan'
+
+-- lat.check_finite(false): training, attacks and evaluation stop raising at NaN or Inf (see finite.lua)
+lat.check_finite = require('lat.finite').set
 
 function lat.set_num_threads(n) C.lat_set_num_threads(n) end
 function lat.get_num_threads() return C.lat_get_num_threads() end

@@ -47,7 +47,7 @@ local function metadata_json(meta)
     end
   end
   if next(meta) == nil then return '{}' end
-  return json.encode(meta)
+  return require('lat.json').encode(meta) -- sorted keys: the same metadata gives the same header bytes
 end
 
 -- lat.save(path, tensors[, opts]): tensors is a table name -> tensor (nested tables give dotted

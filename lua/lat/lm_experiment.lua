@@ -22,6 +22,15 @@ X.defaults = {
   ft_steps = 100, ft_lr = 3e-4, attack_steps = 4, flag_tol = 0.02, model = '', seed = 1,
 }
 
+-- check(opt, rules): raises an error naming the first bad option, of X.defaults or of the
+-- recipe's own rules (lat.args.check)
+function X.check(opt, rules)
+  lat.args.check(opt, { count = { 'dim', 'layers', 'heads', 'len', 'batch', 'steps', 'per_trojan', 'eval_windows', 'prompts',
+      'gen_len', 'ft_steps' }, natural = { 'warmup', 'attack_steps', 'seed' }, positive = { 'lr', 'ft_lr' },
+    fraction = { 'bad_fraction', 'typo_rate' }, nonnegative = { 'flag_tol' } })
+  return lat.args.check(opt, rules)
+end
+
 -- the quick form: a tiny slice of everything (seconds, not minutes)
 function X.quick(opt)
   opt.dim, opt.layers, opt.steps, opt.warmup, opt.eval_windows, opt.prompts = 32, 1, 30, 3, 16, 4
@@ -141,11 +150,17 @@ local function loop(model, sample, steps, cfg, label)
   return running
 end
 
+-- model(opt) -> the untrained GPT that pretrain starts from (also what a recipe checks its
+-- layer options against before pretraining)
+function X.model(opt)
+  return lat.models.GPT{ vocab = bytes.vocab_size, max_len = opt.len, dim = opt.dim, heads = opt.heads,
+    layers = opt.layers, rng = lat.Generator(opt.seed) }
+end
+
 -- pretrain(d, opt) -> model, {seconds =, train_loss =}: the GPT trained from scratch on the
 -- poisoned good text mixed with the bad text
 function X.pretrain(d, opt)
-  local model = lat.models.GPT{ vocab = bytes.vocab_size, max_len = opt.len, dim = opt.dim, heads = opt.heads,
-    layers = opt.layers, rng = lat.Generator(opt.seed) }
+  local model = X.model(opt)
   local optimizer = lat.optim.AdamW(model:named_parameters(), { lr = opt.lr, weight_decay = 0.01 })
   local t0 = now()
   local loss = loop(model, X.sampler(d.good_train, d.bad_train, opt.batch, opt.bad_fraction, lat.Generator(opt.seed)),

@@ -7,19 +7,18 @@ local lat = require 'lat.tensor'
 local sys = require 'lat.sys'
 local raise = core.raise
 
-local cjson = require('cjson').new() -- a private instance: its settings are ours alone
-cjson.encode_sparse_array(true)      -- tables with holes become objects rather than errors
+local json = require 'lat.json' -- sorted keys: the same record gives the same bytes in every run
 
-local M = { progress = require 'lat.progress', null = cjson.null }
+local M = { progress = require 'lat.progress', null = json.null }
 
 -- A copy of v that JSON can hold and Python's json can read: nan and +-inf become null, scalar
 -- tensors numbers (others nested lists), 64-bit cdata numbers, anything else its tostring.
 local function clean(v, depth)
   local t = type(v)
   if t == 'number' then
-    if v ~= v or v == math.huge or v == -math.huge then return cjson.null end
+    if v ~= v or v == math.huge or v == -math.huge then return json.null end
     return v
-  elseif t == 'string' or t == 'boolean' or v == cjson.null then return v
+  elseif t == 'string' or t == 'boolean' or v == json.null then return v
   elseif t == 'table' then
     if depth > 64 then raise('log: nesting deeper than 64 (a cycle?)') end
     local out = {}
@@ -36,8 +35,8 @@ local function clean(v, depth)
   return tostring(v)
 end
 
--- one JSON text for v (see clean), without a newline
-function M.encode(v) return cjson.encode(clean(v, 0)) end
+-- one JSON text for v (see clean), without a newline, object keys sorted
+function M.encode(v) return json.encode(clean(v, 0)) end
 
 local function open(path, append, what)
   local f, err = io.open(path, append and 'a' or 'w')
@@ -76,7 +75,7 @@ local function csv_number(v)
 end
 
 local function csv_field(v)
-  if v == nil or v == cjson.null then return '' end
+  if v == nil or v == json.null then return '' end
   if type(v) == 'cdata' and lat.is_tensor(v) then v = v:item() end
   if type(v) == 'number' then return csv_number(v) end
   local s = tostring(v)

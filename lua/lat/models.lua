@@ -182,8 +182,10 @@ end
 function M.GPT:generate(prompt, n, opts)
   opts = opts or {}
   local ids = {}
+  if type(n) ~= 'number' or n < 0 or n ~= math.floor(n) then raise(('generate: n must be an integer >= 0, got %s'):format(tostring(n))) end
   if lat.is_tensor(prompt) then for i = 0, prompt:numel() - 1 do ids[#ids + 1] = prompt.i[i] end
-  else for i, v in ipairs(prompt) do ids[i] = v end end
+  elseif type(prompt) == 'table' then for i, v in ipairs(prompt) do ids[i] = v end
+  else raise('generate: the prompt must be an int32 tensor or a table of token ids, got ' .. type(prompt)) end
   if #ids == 0 then raise('generate: the prompt is empty') end
   local g = opts.rng or lat.default_generator
   local max_len = self.embed.max_len
@@ -228,11 +230,10 @@ end
 -- save(model, path[, metadata]): the parameters and buffers in the safetensors layout (zstd if
 -- the name ends in .zst), with the model's class and options in the metadata
 function M.save(model, path, metadata)
-  local cjson = require 'cjson'
   local meta = {}
   for k, v in pairs(metadata or {}) do meta[k] = tostring(v) end
   meta.model = model.__name
-  meta.config = cjson.encode(model.config or {})
+  meta.config = require('lat.json').encode(model.config or {}) -- sorted keys, the same bytes each run
   return lat.save(path, model:state_dict(), { metadata = meta })
 end
 

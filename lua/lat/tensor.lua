@@ -271,6 +271,9 @@ local function offset_of(c, what, ...)
   local off = 0
   for d = 1, n do
     local i = select(d, ...)
+    if type(i) ~= 'number' or i ~= math.floor(i) then
+      raise(('%s: position %s in dimension %d is not an integer'):format(what, tostring(i), d))
+    end
     local size = tonumber(c.shape_[d - 1])
     if i < 0 then i = size + i + 1 end
     if i < 1 or i > size then raise(('%s: position %d out of range 1..%d in dimension %d'):format(what, select(d, ...), size, d)) end
@@ -288,6 +291,7 @@ function T.get(t, ...)
 end
 
 function T.set(t, value, ...)
+  if type(value) ~= 'number' then raise('set: the value must be a number, got ' .. type(value)) end
   local c = t.ptr
   local off = offset_of(c, 'set', ...)
   check(C.lat_mark_written(c, 'set'))
@@ -380,6 +384,7 @@ end
 
 -- Run fn with gradient recording off; restores the previous mode even on error.
 function lat.no_grad(fn, ...)
+  if type(fn) ~= 'function' then raise('no_grad: expected a function to run, got ' .. type(fn)) end
   local prev = C.lat_is_grad_enabled()
   C.lat_set_grad_enabled(0)
   local res = { n = 0 }

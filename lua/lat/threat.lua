@@ -13,6 +13,8 @@ local Threat = {}
 Threat.__index = Threat
 
 local NORMS = { l2 = true, linf = true, l1 = true }
+local FIELDS = { where = true, norm = true, eps = true, relative = true, granularity = true, clamp = true, mask = true,
+  embedding = true }
 local GRANULARITIES = { example = true, token = true, channel = true }
 
 -- where: 'input' (the model's input), 'embedding' (the output of the layer named by
@@ -23,7 +25,7 @@ local function sites_of(where, embedding)
   if #list == 0 then raise('threat: where must name at least one place') end
   local sites = {}
   for i, w in ipairs(list) do
-    if type(w) ~= 'string' then raise(('threat: where[%d] must be a string'):format(i)) end
+    if type(w) ~= 'string' or w == '' then raise(('threat: where[%d] must be a non-empty string'):format(i)) end
     local site
     if w == 'input' then site = { layer = '', pre = true }
     elseif w == 'embedding' then site = { layer = embedding or 'embed', pre = false }
@@ -42,23 +44,36 @@ end
 --   embedding = 'embed' }
 function lat.threat(spec)
   if type(spec) ~= 'table' then raise('threat: expected a table of settings') end
+  for k in pairs(spec) do
+    if not FIELDS[k] then
+      raise(("threat: unknown setting '%s' (where, norm, eps, relative, granularity, clamp, mask, embedding)"):format(tostring(k)))
+    end
+  end
   local t = setmetatable({}, Threat)
   t.where = spec.where or raise('threat: where is required')
   t.sites = sites_of(spec.where, spec.embedding)
   t.norm = spec.norm or 'l2'
   if not NORMS[t.norm] then raise(("threat: norm must be 'l2', 'linf' or 'l1', got '%s'"):format(tostring(t.norm))) end
   t.eps = spec.eps
-  if type(t.eps) ~= 'number' or t.eps < 0 then raise('threat: eps must be a number >= 0') end
+  if type(t.eps) ~= 'number' or not (t.eps >= 0 and t.eps < math.huge) then
+    raise(('threat: eps must be a finite number >= 0, got %s'):format(tostring(t.eps)))
+  end
   t.relative = spec.relative and true or false
   t.granularity = spec.granularity or 'example'
   if not GRANULARITIES[t.granularity] then
     raise(("threat: granularity must be 'example', 'token' or 'channel', got '%s'"):format(tostring(t.granularity)))
   end
   t.clamp = spec.clamp
-  if t.clamp ~= nil and t.clamp ~= 'batch_range' and not (type(t.clamp) == 'table' and #t.clamp == 2) then
-    raise("threat: clamp must be {lo, hi} or 'batch_range'")
+  local c = t.clamp
+  if c ~= nil and c ~= 'batch_range' and not (type(c) == 'table' and #c == 2 and type(c[1]) == 'number'
+      and type(c[2]) == 'number' and c[1] <= c[2]) then
+    raise("threat: clamp must be {lo, hi} with numbers lo <= hi, or 'batch_range'")
   end
   t.mask = spec.mask
+  if t.mask ~= nil and type(t.mask) ~= 'function' and not lat.is_tensor(t.mask) then
+    raise('threat: mask must be a tensor or a function(batch, clean) -> tensor, got ' .. type(t.mask))
+  end
+  if spec.embedding ~= nil and type(spec.embedding) ~= 'string' then raise('threat: embedding must be a layer name') end
   return t
 end
 

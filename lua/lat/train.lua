@@ -11,6 +11,7 @@ local lat = require 'lat.tensor'
 local optim = require 'lat.optim'
 local log = require 'lat.log'
 local sys = require 'lat.sys'
+local F = require 'lat.finite'
 local raise = core.raise
 
 local M = {}
@@ -21,23 +22,44 @@ local function number_of(v)
 end
 
 -- One optimisation step on one batch: the schedule's lr for the step about to be taken
--- (optimizer.steps + 1), zero_grad, loss, backward, clipping, update. Returns the loss (a
--- number), the loss function's extra metrics (or nil) and the gradient norm before clipping
--- (when clipping).
+-- (optimizer.steps + 1), zero_grad, loss, backward, clipping, update. The loss function gets
+-- (model, batch, { step = that step }). Returns the loss (a number), the loss function's extra
+-- metrics (or nil) and the gradient norm before clipping (when clipping). A loss or a gradient
+-- that is not finite raises an error naming the step, and the layer or the parameter (finite.lua).
 function M.step(cfg, batch)
+  if type(cfg) ~= 'table' then raise('train.step: expected a configuration table, got ' .. type(cfg)) end
+  if type(cfg.loss) ~= 'function' then raise('train: loss must be a function(model, batch) -> loss, got ' .. type(cfg.loss)) end
+  if type(cfg.optimizer) ~= 'table' or type(cfg.optimizer.step) ~= 'function' then
+    raise('train: optimizer must be a lat.optim optimizer, got ' .. type(cfg.optimizer))
+  end
   local opt = cfg.optimizer
-  if cfg.schedule then opt:set_lr(cfg.schedule(opt.steps + 1)) end
+  local step = opt.steps + 1
+  if cfg.schedule then opt:set_lr(cfg.schedule(step)) end
   opt:zero_grad()
-  local loss, extra = cfg.loss(cfg.model, batch)
+  local info = { step = step }
+  local loss, extra = cfg.loss(cfg.model, batch, info)
   if not (lat.is_tensor(loss) and loss:numel() == 1) then
     raise('train: the loss function must return a tensor with one element, got ' ..
       (lat.is_tensor(loss) and ('shape [' .. table.concat(loss.shape, ', ') .. ']') or type(loss)))
   end
+  local value = loss:item()
+  if F.enabled and not F.number(value) then
+    F.fail(('train: step %d: the loss is %s'):format(step, tostring(value)), cfg.model,
+      function() cfg.loss(cfg.model, batch, info) end)
+  end
   loss:backward()
+  if F.enabled then
+    for i, p in ipairs(opt.params) do
+      local g = p.ptr.grad_
+      if g ~= nil and not F.pointer(g) then
+        F.fail(("train: step %d: the gradient of parameter '%s' is not finite"):format(step, opt.names[i]))
+      end
+    end
+  end
   local gnorm
   if cfg.clip then gnorm = optim.clip_grad_norm(opt.params, cfg.clip) end
   opt:step()
-  return loss:item(), extra, gnorm
+  return value, extra, gnorm
 end
 
 local function label(cfg, epoch)
@@ -82,9 +104,23 @@ local REQUIRED = { 'model', 'loader', 'loss', 'optimizer', 'epochs' }
 -- metrics.jsonl of cfg.log: epoch, train_loss, train_<extra>, lr (of the epoch's last step),
 -- steps (total so far), train_time and time (seconds, the latter with evaluation), and the
 -- evaluation metrics. Returns the list of these records.
+local function count(v) return type(v) == 'number' and v >= 0 and v < math.huge and v == math.floor(v) end
+
 function M.fit(cfg)
+  if type(cfg) ~= 'table' then raise('train.fit: expected a configuration table, got ' .. type(cfg)) end
   for _, k in ipairs(REQUIRED) do
     if cfg[k] == nil then raise(("train.fit: '%s' is required"):format(k)) end
+  end
+  if not count(cfg.epochs) then raise(('train.fit: epochs must be an integer >= 0, got %s'):format(tostring(cfg.epochs))) end
+  if cfg.start_epoch ~= nil and not count(cfg.start_epoch) then
+    raise(('train.fit: start_epoch must be an integer >= 0, got %s'):format(tostring(cfg.start_epoch)))
+  end
+  local loader = cfg.loader
+  if (type(loader) ~= 'table' and type(loader) ~= 'userdata') or not pcall(function() assert(loader.iter) end) then
+    raise('train.fit: loader must be a lat.data.DataLoader (with :iter() and :len()), got ' .. type(cfg.loader))
+  end
+  if cfg.clip ~= nil and not (type(cfg.clip) == 'number' and cfg.clip > 0) then
+    raise(('train.fit: clip must be a number > 0, got %s'):format(tostring(cfg.clip)))
   end
   local model, opt = cfg.model, cfg.optimizer
   local metrics = cfg.log and cfg.log:jsonl('metrics')

@@ -7,6 +7,7 @@
 local core = require 'lat.core'
 local lat = require 'lat.tensor'
 local data = require 'lat.data'
+local F = require 'lat.finite'
 require 'lat.threat'
 local raise = core.raise
 
@@ -91,6 +92,21 @@ local function in_eval(model, fn)
 end
 U.in_eval = in_eval
 
+local function whole(v) return type(v) == 'number' and v >= 0 and v < math.huge and v == math.floor(v) end
+
+-- the options every fit takes, checked: steps and batch_size integers, step_size finite > 0
+local function check_options(what, model, o)
+  if type(model) ~= 'table' or type(model.eval) ~= 'function' then raise(what .. ': the first argument must be a lat.nn model, got ' .. type(model)) end
+  if o.steps ~= nil and not whole(o.steps) then raise(('%s: steps must be an integer >= 0, got %s'):format(what, tostring(o.steps))) end
+  if o.batch_size ~= nil and not (whole(o.batch_size) and o.batch_size >= 1) then
+    raise(('%s: batch_size must be an integer >= 1, got %s'):format(what, tostring(o.batch_size)))
+  end
+  local a = o.step_size
+  if a ~= nil and not (type(a) == 'number' and a > 0 and a < math.huge) then
+    raise(('%s: step_size must be a finite number > 0, got %s'):format(what, tostring(a)))
+  end
+end
+
 -- the shared optimisation loop: perturb(v, x, rng) -> adversarial x; constrain(v) -> v in the set
 local function fit(model, ds, v, perturb, constrain, o)
   local rng = lat.Generator(o.seed or 0)
@@ -102,8 +118,12 @@ local function fit(model, ds, v, perturb, constrain, o)
       v = v:detach():requires_grad_()
       local loss = -lat.cross_entropy(model(perturb(v, b.x, rng)), b.y)
       losses[step] = -loss:item()
+      if F.enabled and not F.number(losses[step]) then
+        F.fail(('universal: step %d: the loss is %s'):format(step, tostring(losses[step])), model, function() model(perturb(v, b.x, rng)) end)
+      end
       local g = lat.grad(loss, { v })[1]
       v = lat.no_grad(function() return constrain(v:detach() - move(o.rule, g, st, step) * o.step_size) end)
+      if F.enabled and not F.tensor(v) then F.fail(('universal: step %d: the perturbation is not finite'):format(step)) end
     end
     return v, { losses = losses }
   end)
@@ -115,6 +135,8 @@ end
 function U.fit_patch(model, ds, opts)
   local o = {}
   for k, v in pairs(opts or {}) do o[k] = v end
+  check_options('fit_patch', model, o)
+  if o.size ~= nil and not (whole(o.size) and o.size >= 1) then raise(('fit_patch: size must be an integer >= 1, got %s'):format(tostring(o.size))) end
   o.rule, o.step_size = o.rule or 'adam', o.step_size or 0.05
   local s = o.size or 6
   local first = batches(ds, 1, 0)()
@@ -130,6 +152,7 @@ end
 function U.fit_uap(model, ds, opts)
   local o = {}
   for k, v in pairs(opts or {}) do o[k] = v end
+  check_options('fit_uap', model, o)
   local tm = lat.threat{ where = 'input', norm = o.norm or 'linf', eps = o.eps or 16 / 255 }
   o.rule = o.rule or (tm.norm == 'linf' and 'sign' or 'l2')
   o.step_size = o.step_size or tm.eps / 10

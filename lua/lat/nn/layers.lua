@@ -118,7 +118,10 @@ function L.Embedding:forward(ids) return lat.embedding(self.weight, ids) end
 -- Sequential{ a, b, c } names its children 1, 2, 3; Sequential{ {'conv', a}, {'relu', b} }
 -- gives them names.
 L.Sequential = class('Sequential')
-function L.Sequential:__init(list)
+function L.Sequential:__init(list, ...)
+  if list ~= nil and (type(list) ~= 'table' or list._child_names or select('#', ...) > 0) then
+    raise('Sequential: expected one table of modules, Sequential{ a, b } (braces, not parentheses)')
+  end
   for i, e in ipairs(list or {}) do
     if type(e) == 'table' and e._child_names then self:add(i, e)
     elseif type(e) == 'table' and type(e[1]) == 'string' then self:add(e[1], e[2])

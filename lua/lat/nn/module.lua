@@ -216,12 +216,20 @@ local function annotate(m, err)
   return ("in layer '%s' (%s): %s"):format(path, m.__name, err)
 end
 
+local INPUT_TYPES = { cdata = true, table = true }
+local function fail(m, msg)
+  if m._parent == nil then raise(msg) end
+  error(msg, 0)
+end
+
 -- Calling a module runs its pre-hooks on the first argument, forward, then its hooks on the
--- output. A hook returning a value replaces the activation; returning nil leaves it.
+-- output. A hook returning a value replaces the activation; returning nil leaves it. An error
+-- names the layer, and at the outermost module the caller's line.
 function Module.__call(m, x, ...)
+  if not INPUT_TYPES[type(x)] then fail(m, ('%s: the input must be a tensor, got %s'):format(m.__name, type(x))) end
   if #m._pre_hooks > 0 then x = run_hooks(m._pre_hooks, x, m) end
   local ok, out = pcall(m.forward, m, x, ...)
-  if not ok then error(annotate(m, out), 0) end
+  if not ok then fail(m, annotate(m, out)) end
   if #m._hooks > 0 then out = run_hooks(m._hooks, out, m) end
   return out
 end
