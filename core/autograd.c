@@ -43,9 +43,23 @@ lat_node *lat__record(lat_tensor *out, const char *name, lat_backward_fn bw, int
   return node;
 }
 
+/* What a node keeps for its backward: after the pass that used it, unless the graph is
+ * retained, so that a step's buffers go back to the allocator at once rather than when the
+ * collector frees the loss. */
+static void release_kept(lat_node *n) {
+  for (int k = 0; k < n->n_in; k++) {
+    lat_release(n->in[k]);
+    n->in[k] = NULL;
+  }
+  for (int k = 0; k < LAT_NODE_MAX_SAVED; k++) {
+    lat_release(n->saved[k]);
+    n->saved[k] = NULL;
+  }
+  n->freed = true;
+}
+
 void lat__node_free(lat_node *n) {
-  for (int k = 0; k < n->n_in; k++) lat_release(n->in[k]);
-  for (int k = 0; k < LAT_NODE_MAX_SAVED; k++) lat_release(n->saved[k]);
+  release_kept(n);
   if (n->in != n->in_inline) {
     free(n->in);
     free(n->need);
@@ -70,7 +84,7 @@ float *lat__grad_buf(lat_node *n, int k, bool *accumulate) {
 const char *lat_node_name(lat_tensor *t) { return t && t->node ? t->node->name : NULL; }
 
 /* marks for one pass */
-enum { SEEN = 1, NEEDED = 2, WANTED = 4 };
+enum { SEEN = 1, NEEDED = 2, WANTED = 4, USED = 8 /* its node's backward passed a gradient on */ };
 
 typedef struct { lat_tensor **v; int n, cap; } list;
 
@@ -113,12 +127,17 @@ static bool topo_sort(lat_tensor *root, list *order) {
   return ok;
 }
 
-static void clear(list *order) {
+/* Ends a pass: drops the scratch gradients and marks, and lets the nodes the pass used go of
+ * what they kept. Inputs come before the tensors made from them in order, so releasing a node's
+ * inputs can free only tensors already visited, never one still to come. */
+static void clear(list *order, bool release) {
   for (int k = 0; k < order->n; k++) {
     lat_tensor *t = order->v[k];
-    t->mark_ = 0;
     lat_release(t->bgrad_);
     t->bgrad_ = NULL;
+    bool used = t->mark_ & USED;
+    t->mark_ = 0;
+    if (used && release) release_kept(t->node);
   }
   free(order->v);
 }
@@ -141,6 +160,14 @@ static int check_unmodified(const lat_tensor *t) {
   return 0;
 }
 
+/* whether the node's backward passed a gradient to any input (a wanted intermediate tensor's
+ * node may pass none: then the graph below it was not used and is kept) */
+static bool passes_on(const lat_node *n) {
+  for (int k = 0; k < n->n_in; k++)
+    if (n->need[k]) return true;
+  return false;
+}
+
 /* Accumulate g into *slot (a gradient tensor owned by the slot). */
 static int accumulate_into(lat_tensor **slot, lat_tensor *g) {
   if (!*slot) {
@@ -151,7 +178,7 @@ static int accumulate_into(lat_tensor **slot, lat_tensor *g) {
 }
 
 static int run(lat_tensor *root, lat_tensor *root_grad, int n, lat_tensor **wrt,
-               lat_tensor **out) {
+               lat_tensor **out, int retain_graph) {
   if (!root) return lat__failc("backward: tensor is nil");
   if (!root->req_grad_)
     return lat__failc("backward: the tensor does not require gradients (no input it was computed "
@@ -173,9 +200,17 @@ static int run(lat_tensor *root, lat_tensor *root_grad, int n, lat_tensor **wrt,
   for (int k = 0; k < n; k++) wrt[k]->mark_ |= WANTED; /* only once all are valid */
   list order = {0};
   if (!topo_sort(root, &order)) {
-    clear(&order);
+    clear(&order, false);
     return lat__failc("backward: out of memory sorting the graph");
   }
+  int rc = 0;
+  for (int k = 0; k < order.n; k++)
+    if (order.v[k]->node && order.v[k]->node->freed) {
+      rc = lat__failc("backward: the graph through %s was freed by an earlier backward pass; "
+                      "pass retain_graph = true to that pass to go through it again",
+                      order.v[k]->node->name);
+      goto done;
+    }
   /* a tensor is needed if it is wanted, or (backward mode) a leaf requiring gradients, or one
    * of its inputs is needed */
   for (int k = 0; k < order.n; k++) {
@@ -189,7 +224,6 @@ static int run(lat_tensor *root, lat_tensor *root_grad, int n, lat_tensor **wrt,
       }
     if (needed) t->mark_ |= NEEDED;
   }
-  int rc = 0;
   for (int k = 0; k < n; k++)
     if (!(wrt[k]->mark_ & NEEDED)) {
       rc = lat__failc("grad: input %d (shape %s) is not used to compute the output", k + 1,
@@ -197,9 +231,10 @@ static int run(lat_tensor *root, lat_tensor *root_grad, int n, lat_tensor **wrt,
       goto done;
     }
   /* before any gradient moves, so that a refusal leaves every .grad as it was */
-  for (int k = 0; k < order.n; k++)
-    if (order.v[k]->node && (order.v[k]->mark_ & NEEDED) && (rc = check_unmodified(order.v[k])))
-      goto done;
+  for (int k = 0; k < order.n; k++) {
+    lat_tensor *t = order.v[k];
+    if (t->node && (t->mark_ & NEEDED) && (rc = check_unmodified(t))) goto done;
+  }
   /* the given gradient is only read (nothing accumulates into the root's gradient), so a view
    * of it in the root's shape serves: no copy of a possibly large tensor per backward */
   root->bgrad_ = root_grad ? lat__view(root_grad, 0, root->ndim, root->shape_)
@@ -217,6 +252,7 @@ static int run(lat_tensor *root, lat_tensor *root_grad, int n, lat_tensor **wrt,
         lat__failc("backward of %s: %s", t->node->name, msg);
       }
     }
+    if (rc == 0 && t->node && !retain_graph && passes_on(t->node)) t->mark_ |= USED;
     if (rc == 0 && n == 0 && !t->node && t->req_grad_)
       rc = accumulate_into(&t->grad_, t->bgrad_);
     if (rc == 0 && !(t->mark_ & WANTED) && t != root) {
@@ -231,16 +267,19 @@ static int run(lat_tensor *root, lat_tensor *root_grad, int n, lat_tensor **wrt,
   }
 done:
   for (int k = 0; k < n; k++) wrt[k]->mark_ = 0;
-  clear(&order);
+  clear(&order, rc == 0);
   return rc;
 }
 
-int lat_backward(lat_tensor *root, lat_tensor *root_grad) { return run(root, root_grad, 0, NULL, NULL); }
+int lat_backward(lat_tensor *root, lat_tensor *root_grad, int retain_graph) {
+  return run(root, root_grad, 0, NULL, NULL, retain_graph);
+}
 
-int lat_grad(lat_tensor *root, lat_tensor *root_grad, int n, lat_tensor **wrt, lat_tensor **out) {
+int lat_grad(lat_tensor *root, lat_tensor *root_grad, int n, lat_tensor **wrt, lat_tensor **out,
+             int retain_graph) {
   if (n <= 0) return lat__failc("grad: give at least one tensor to differentiate with respect to");
   for (int k = 0; k < n; k++) out[k] = NULL;
-  int rc = run(root, root_grad, n, wrt, out);
+  int rc = run(root, root_grad, n, wrt, out, retain_graph);
   if (rc)
     for (int k = 0; k < n; k++) {
       lat_release(out[k]);

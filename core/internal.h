@@ -51,6 +51,7 @@ typedef int (*lat_backward_fn)(lat_node *n, const lat_tensor *gout);
 struct lat_node {
   const char *name;                          /* op name, for messages */
   lat_backward_fn backward;
+  bool freed;                                /* its backward ran and let go of what it kept */
   int n_in;
   lat_tensor **in;                           /* strong references to the inputs */
   bool *need;                                /* which inputs want a gradient, set each pass */

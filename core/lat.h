@@ -9,7 +9,7 @@
  *     lat_set_requires_grad(x, 1);
  *     lat_tensor *y = lat_unary(LAT_OP_TANH, x);          // y = tanh(x), recorded on the tape
  *     lat_tensor *loss = lat_sum(y, 0, NULL, 0);         // sum over every dimension
- *     if (!loss || lat_backward(loss, NULL) != 0) fprintf(stderr, "%s\n", lat_error());
+ *     if (!loss || lat_backward(loss, NULL, 0) != 0) fprintf(stderr, "%s\n", lat_error());
  *     // x->grad_ now holds 1 - tanh(x)^2
  *     lat_release(loss); lat_release(y); lat_release(x);
  *
@@ -134,8 +134,9 @@ lat_tensor *lat_cat(int n, lat_tensor **ts, int dim);
 /* autograd */
 void lat_set_grad_enabled(int flag);
 int lat_is_grad_enabled(void);
-int lat_backward(lat_tensor *root, lat_tensor *root_grad);
-int lat_grad(lat_tensor *root, lat_tensor *root_grad, int n, lat_tensor **wrt, lat_tensor **out);
+int lat_backward(lat_tensor *root, lat_tensor *root_grad, int retain_graph);
+int lat_grad(lat_tensor *root, lat_tensor *root_grad, int n, lat_tensor **wrt, lat_tensor **out,
+             int retain_graph);
 int lat_zero_grad(lat_tensor *t);
 const char *lat_node_name(lat_tensor *t);
 

@@ -14,7 +14,7 @@ H.test('gradient with respect to an intermediate value leaves .grad untouched', 
   local w = lat.tensor({ 2, 3 }):requires_grad_()
   local h = x * w
   local y = (h * h):sum()
-  local gh = lat.grad(y, h)
+  local gh = lat.grad(y, h, { retain_graph = true })
   H.near(gh, { 2 * 1, 2 * 4.5 }, 1e-6)
   H.assert(x.grad == nil and w.grad == nil, 'lat.grad must not touch .grad')
   local gx, gw = unpack(lat.grad(y, { x, w }))
@@ -27,12 +27,45 @@ H.test('gradient with respect to an input only skips parameter gradients', funct
   local x = lat.randn(4, 3):requires_grad_()
   local w = lat.randn(2, 3):requires_grad_()
   local loss = lat.linear(x, w):tanh():sum()
-  local gx = lat.grad(loss, x)
+  local gx = lat.grad(loss, x, { retain_graph = true })
   H.assert(w.grad == nil, 'weight gradient must stay empty')
   -- compare with full backward
   loss:backward()
   H.near(gx, x.grad, 1e-6)
   H.assert(w.grad ~= nil, 'backward fills the weight gradient')
+end)
+
+H.test('a pass frees the graph it used: a second pass raises, unless the first retained it', function()
+  local x = lat.tensor({ 1, 2 }):requires_grad_()
+  local y = (x * x):sum()
+  y:backward()
+  H.near(x.grad, { 2, 4 }, 1e-6)
+  H.raises(function() y:backward() end, 'freed by an earlier backward pass')
+  H.raises(function() lat.grad(y, x) end, 'freed by an earlier backward pass')
+  H.near(x.grad, { 2, 4 }, 1e-6) -- the refused passes added nothing
+  local z = (x * x):sum()
+  z:backward({ retain_graph = true })
+  z:backward()
+  H.near(x.grad, { 6, 12 }, 1e-6)
+  -- a wanted intermediate value's own graph is not used by a pass that stops at it
+  local h = x * 3
+  local s = (h * h):sum()
+  lat.grad(s, h)
+  local u = h:sum()
+  u:backward()
+  H.near(x.grad, { 9, 15 }, 1e-6)
+end)
+
+H.test('a pass lets go of the buffers it used at once', function()
+  local x = lat.randn(256, 256):requires_grad_()
+  lat.collect()
+  local before = lat.memory().live
+  local loss = (x:tanh():exp() * 2):sum()
+  loss:backward()
+  x.grad = nil
+  lat.collect() -- the temporaries' Lua handles; the loss is still alive
+  -- the loss still holds its node, but no longer the 256x256 buffers of tanh and exp
+  H.assert(lat.memory().live - before < 256 * 256 * 4, ('%d bytes still live'):format(lat.memory().live - before))
 end)
 
 H.test('no_grad records nothing and restores the mode', function()

@@ -91,8 +91,9 @@ lat_tensor *lat_cat(int n, lat_tensor **ts, int dim);
 /* autograd */
 void lat_set_grad_enabled(int flag);
 int lat_is_grad_enabled(void);
-int lat_backward(lat_tensor *root, lat_tensor *root_grad);
-int lat_grad(lat_tensor *root, lat_tensor *root_grad, int n, lat_tensor **wrt, lat_tensor **out);
+int lat_backward(lat_tensor *root, lat_tensor *root_grad, int retain_graph);
+int lat_grad(lat_tensor *root, lat_tensor *root_grad, int n, lat_tensor **wrt, lat_tensor **out,
+             int retain_graph);
 int lat_zero_grad(lat_tensor *t);
 const char *lat_node_name(lat_tensor *t);
 

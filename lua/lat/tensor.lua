@@ -359,23 +359,34 @@ function T.requires_grad_(t, flag)
   return t
 end
 
-function T.backward(t, g)
-  check(C.lat_backward(t.ptr, opt_tensor(g, 'backward: gradient')))
+-- t:backward([g][, {retain_graph = true}]): the graph's saved buffers are freed as the pass goes
+-- through it (a second pass through it is an error) unless retain_graph is set.
+local function retain_graph(opts, what)
+  if opts == nil then return 0 end
+  if type(opts) ~= 'table' then core.raise(what .. ': options must be a table, got ' .. type(opts)) end
+  return opts.retain_graph and 1 or 0
+end
+
+function T.backward(t, g, opts)
+  if type(g) == 'table' and opts == nil then g, opts = nil, g end
+  check(C.lat_backward(t.ptr, opt_tensor(g, 'backward: gradient'), retain_graph(opts, 'backward')))
 end
 
 function T.zero_grad(t) check(C.lat_zero_grad(t.ptr)) end
 
 -- lat.grad(output, inputs[, output_grad]): gradients of output with respect to each input
 -- (leaves or intermediate values), leaving every .grad untouched. Returns a table, or a single
--- tensor when inputs is a single tensor.
-function lat.grad(out, inputs, out_grad)
+-- tensor when inputs is a single tensor. opts.retain_graph as for backward.
+function lat.grad(out, inputs, out_grad, opts)
+  if type(out_grad) == 'table' and opts == nil then out_grad, opts = nil, out_grad end
   local single = is_tensor(inputs)
   if single then inputs = { inputs } end
   local n = #inputs
   local wrt = ffi.new('lat_tensor*[?]', n)
   local res = ffi.new('lat_tensor*[?]', n)
   for i = 1, n do wrt[i - 1] = need_tensor(inputs[i], 'grad: input ' .. i) end
-  check(C.lat_grad(need_tensor(out, 'grad: output'), opt_tensor(out_grad, 'grad: output gradient'), n, wrt, res))
+  check(C.lat_grad(need_tensor(out, 'grad: output'), opt_tensor(out_grad, 'grad: output gradient'), n, wrt, res,
+    retain_graph(opts, 'grad')))
   local grads = {}
   for i = 1, n do grads[i] = wrap(res[i - 1]) end
   if single then return grads[1] end
