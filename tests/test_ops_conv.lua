@@ -81,6 +81,10 @@ H.ops{
     end,
     torch = 'F.avg_pool2d(F.conv2d(F.max_pool2d(F.conv2d(x, w1, b1, padding=1).relu(), 2), w2, padding=1), 5)',
     fd = false }, -- ReLU and max-pool kinks lie too close for finite differences here; each op is checked alone above
+  { name = 'conv2d(x, x): one tensor as input and weight', inputs = { { 'x', { { 2, 2, 3, 3 } } } },
+    lat = function(x) return lat.conv2d(x, x, nil, { padding = 1 }) end, torch = 'F.conv2d(x, x, padding=1)' },
+  { name = 'conv2d(x, x) 1x1 (the im2col path)', inputs = { { 'x', { { 3, 3, 1, 1 } } } },
+    lat = function(x) return lat.conv2d(x, x) end, torch = 'F.conv2d(x, x)' },
 }
 
 local function randn(...) return lat.randn({ ... }) end

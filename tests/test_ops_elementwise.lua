@@ -40,6 +40,17 @@ H.ops{
   { name = 'expand', inputs = { { 'x', { { 3, 1 } } } }, lat = function(x) return x:expand(2, 3, 4) end, torch = 'x.expand(2, 3, 4)' },
   { name = 'cat dim 2', inputs = { { 'a', { { 2, 3 } } }, { 'b', { { 2, 5 } } } }, lat = function(a, b) return lat.cat({ a, b, a }, 2) end, torch = 'torch.cat([a, b, a], 1)' },
   { name = 'cat dim 1', inputs = { { 'a', { { 2, 3 } } }, { 'b', { { 1, 3 } } } }, lat = function(a, b) return lat.cat({ a, b }, 1) end, torch = 'torch.cat([a, b], 0)' },
+  -- one tensor as both (or all) inputs of one op: the second gradient write adds to the first
+  { name = 'add same tensor twice', inputs = { { 'a', { { 7 } } } }, lat = function(a) return a + a end, torch = 'a + a' },
+  { name = 'sub same tensor twice', inputs = { { 'a', { { 7 } } } }, lat = function(a) return a - a end, torch = 'a - a' },
+  { name = 'div same tensor twice', inputs = { { 'a', { { 7 }, 'pos' } } }, lat = function(a) return a / a end, torch = 'a / a' },
+  { name = 'matmul(a, a)', inputs = { { 'a', { { 4, 4 } } } }, lat = function(a) return a:matmul(a) end, torch = 'a @ a' },
+  { name = 'matmul(a, a) batched', inputs = { { 'a', { { 2, 3, 3 } } } }, lat = function(a) return a:matmul(a) end, torch = 'a @ a' },
+  { name = 'linear(x, x)', inputs = { { 'x', { { 4, 4 } } } }, lat = function(x) return lat.linear(x, x) end, torch = 'F.linear(x, x)' },
+  { name = 'linear(v, w, v): input = bias', inputs = { { 'v', { { 3 } } }, { 'w', { { 3, 3 } } } }, lat = function(v, w) return lat.linear(v, w, v) end, torch = 'F.linear(v, w, v)' },
+  { name = 'where(m, a, a)', inputs = { { 'c', { { 3, 4 } } }, { 'a', { { 3, 4 } } } },
+    lat = function(c, a) return lat.where(c:gt(0), a, a * 2) + lat.where(c:gt(0), a, a) end, torch = 'torch.where(c > 0, a, a * 2) + torch.where(c > 0, a, a)', grad = { 'a' } },
+  { name = 'cat of one tensor twice', inputs = { { 'a', { { 2, 3 } } } }, lat = function(a) return lat.cat({ a, a }, 1) end, torch = 'torch.cat([a, a], 0)' },
 }
 
 -- the vectorised exp, tanh and erf against Lua's double-precision math over a wide range

@@ -90,6 +90,24 @@ H.ops{
       return lat.cat({ rm, rv }, 1)
     end,
     torch = '(lambda m, v: (F.batch_norm(x, m, v, training=True, momentum=0.3), torch.cat([m, v]))[1])(rm.clone(), rv.clone())' },
+  -- one tensor as several inputs of one op: each gradient write must respect whether the shared
+  -- buffer already holds the other inputs' part (attention once overwrote dV with dQ + dK)
+  { name = 'attention q = k = v (one tensor, gradients add up)', inputs = { { 'x', { { 2, 5, 8 } } } },
+    lat = function(x) return lat.attention(x, x, x, 2) end, torch = 'attention(x, x, x, 2)' },
+  { name = 'attention q = k, causal', inputs = { { 'x', { { 2, 5, 8 } } }, { 'v', { { 2, 5, 8 } } } },
+    lat = function(x, v) return lat.attention(x, x, v, 2, { causal = true }) end, torch = 'attention(x, x, v, 2, causal=True)' },
+  { name = 'attention q = v', inputs = { { 'x', { { 2, 5, 8 } } }, { 'k', { { 2, 5, 8 } } } },
+    lat = function(x, k) return lat.attention(x, k, x, 4) end, torch = 'attention(x, k, x, 4)' },
+  { name = 'attention k = v', inputs = { { 'q', { { 2, 5, 8 } } }, { 'x', { { 2, 5, 8 } } } },
+    lat = function(q, x) return lat.attention(q, x, x, 1) end, torch = 'attention(q, x, x, 1)' },
+  { name = 'attention q = k = v, threaded size', inputs = { { 'x', { { 2, 128, 64 } } } },
+    lat = function(x) return lat.attention(x, x, x, 2, { causal = true }) end, torch = 'attention(x, x, x, 2, causal=True)' },
+  { name = 'layer_norm(x, x, x) on one row', inputs = { { 'x', { { 6 } } } },
+    lat = function(x) return lat.layer_norm(x, x, x) end, torch = 'F.layer_norm(x, (6,), x, x)' },
+  { name = 'layer_norm with weight = bias', inputs = { { 'x', { { 3, 6 } } }, { 'w', { { 6 } } } },
+    lat = function(x, w) return lat.layer_norm(x, w, w) end, torch = 'F.layer_norm(x, (6,), w, w)' },
+  { name = 'batch_norm with weight = bias', inputs = { { 'x', { { 4, 3, 2, 2 } } }, { 'w', { { 3 } } } },
+    lat = function(x, w) return lat.batch_norm(x, w, w, nil, nil, { training = true }) end, torch = 'F.batch_norm(x, None, None, w, w, training=True)' },
 }
 
 H.test('cross_entropy mean with every label ignored is nan with zero gradient, as PyTorch', function()
