@@ -70,6 +70,8 @@ float *lat__grad_buf(lat_node *n, int k, bool *accumulate);
 
 /* ---- fast math ---- */
 #include <math.h>
+/* clamp that lets NaN through, as PyTorch does (fminf/fmaxf would give a bound); vectorises */
+static inline float lat__clampf(float x, float lo, float hi) { return x < lo ? lo : x > hi ? hi : x; }
 /* exp for float32 that the compiler can vectorise (glibc's expf is scalar without -ffast-math):
  * Cephes' range reduction x = n ln2 + r and degree-6 polynomial, within 2 ulp of expf; inputs
  * below -88 give 0 (so -inf gives 0), above 88 are clamped (softmax only passes x <= 0). */

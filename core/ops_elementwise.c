@@ -80,7 +80,7 @@ static void unary_forward(int op, float *restrict y, const float *restrict x, in
   case LAT_OP_LOG: LOOP(logf(v))
   case LAT_OP_SQRT: LOOP(sqrtf(v))
   case LAT_OP_ABS: LOOP(fabsf(v))
-  case LAT_OP_RELU: LOOP(v > 0 ? v : 0)
+  case LAT_OP_RELU: LOOP(v < 0 ? 0 : v) /* NaN through, as PyTorch */
   case LAT_OP_GELU: LOOP(gelu_f(v))
   case LAT_OP_TANH: LOOP(lat__tanhf(v))
   case LAT_OP_SIGMOID: LOOP(1.0f / (1.0f + exp_full(-v)))
@@ -113,7 +113,7 @@ static int unary_backward(lat_node *n, const lat_tensor *gout) {
   case LAT_OP_LOG: LOOP(g[k] / x[k])
   case LAT_OP_SQRT: LOOP(g[k] * 0.5f / y[k])
   case LAT_OP_ABS: LOOP(x[k] > 0 ? g[k] : x[k] < 0 ? -g[k] : 0.0f)
-  case LAT_OP_RELU: LOOP(x[k] > 0 ? g[k] : 0.0f)
+  case LAT_OP_RELU: LOOP(x[k] <= 0 ? 0.0f : g[k]) /* NaN passes g, as PyTorch */
   case LAT_OP_GELU: LOOP(g[k] * gelu_d(x[k]))
   case LAT_OP_TANH: LOOP(g[k] * (1.0f - y[k] * y[k]))
   case LAT_OP_SIGMOID: LOOP(g[k] * y[k] * (1.0f - y[k]))
@@ -265,7 +265,7 @@ static lat_tensor *scalar_op(lat_tensor *x, int kind, double s, double s2, const
   else if (kind == 2) {
     if (a == 2.0f) for (int64_t k = 0; k < cnt; k++) ys[k] = xs[k] * xs[k];
     else for (int64_t k = 0; k < cnt; k++) ys[k] = powf(xs[k], a);
-  } else for (int64_t k = 0; k < cnt; k++) ys[k] = fminf(fmaxf(xs[k], a), b);
+  } else for (int64_t k = 0; k < cnt; k++) ys[k] = lat__clampf(xs[k], a, b);
   lat_node *n = lat__record(y, name, scalar_backward, 1, &x);
   if (n) {
     n->i[0] = kind;

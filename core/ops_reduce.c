@@ -150,8 +150,10 @@ lat_tensor *lat_argmax(lat_tensor *x, int dim, int keepdim) {
     for (int64_t i = 0; i < inner; i++) {
       const float *s = x->f + o * size * inner + i;
       int64_t best = 0;
-      for (int64_t k = 1; k < size; k++)
-        if (s[k * inner] > s[best * inner]) best = k;
+      for (int64_t k = 1; k < size; k++) { /* as PyTorch: the first maximum, or the first NaN */
+        float v = s[k * inner], m = s[best * inner];
+        if (v > m || (v != v && m == m)) best = k;
+      }
       y->i[o * inner + i] = (int32_t)best;
     }
   return y;

@@ -4,6 +4,11 @@
 local H = require 'harness'
 local lat = require 'lat'
 
+-- NaN and -inf in pooling windows: max-pooling gives NaN (the last NaN takes the gradient) as PyTorch
+local nan, inf = 0 / 0, math.huge
+local pool_special = lat.randn({ 1, 2, 4, 6 }, { rng = lat.Generator(3) })
+for k, v in pairs({ [0] = nan, [3] = nan, [7] = nan, [8] = -inf, [13] = inf, [24] = -inf, [25] = -inf, [30] = -inf, [31] = -inf }) do pool_special.f[k] = v end
+
 local function conv(opts) return function(x, w, b) return lat.conv2d(x, w, b, opts) end end
 local function conv_nb(opts) return function(x, w) return lat.conv2d(x, w, nil, opts) end end
 
@@ -81,6 +86,12 @@ H.ops{
     end,
     torch = 'F.avg_pool2d(F.conv2d(F.max_pool2d(F.conv2d(x, w1, b1, padding=1).relu(), 2), w2, padding=1), 5)',
     fd = false }, -- ReLU and max-pool kinks lie too close for finite differences here; each op is checked alone above
+  { name = 'max_pool2d 2x2 with NaN, inf and all -inf windows', inputs = { { 'x', { { 1, 2, 4, 6 }, 'const', pool_special } } },
+    lat = function(x) return lat.max_pool2d(x, 2) end, torch = 'F.max_pool2d(x, 2)', fd = false },
+  { name = 'max_pool2d 3x3 stride 1 pad 1 with NaN, inf and -inf', inputs = { { 'x', { { 1, 2, 4, 6 }, 'const', pool_special } } },
+    lat = function(x) return lat.max_pool2d(x, 3, { stride = 1, padding = 1 }) end, torch = 'F.max_pool2d(x, 3, stride=1, padding=1)', fd = false },
+  { name = 'avg_pool2d with NaN and infinities', inputs = { { 'x', { { 1, 2, 4, 6 }, 'const', pool_special } } },
+    lat = function(x) return lat.avg_pool2d(x, 2) end, torch = 'F.avg_pool2d(x, 2)', fd = false },
   { name = 'conv2d(x, x): one tensor as input and weight', inputs = { { 'x', { { 2, 2, 3, 3 } } } },
     lat = function(x) return lat.conv2d(x, x, nil, { padding = 1 }) end, torch = 'F.conv2d(x, x, padding=1)' },
   { name = 'conv2d(x, x) 1x1 (the im2col path)', inputs = { { 'x', { { 3, 3, 1, 1 } } } },

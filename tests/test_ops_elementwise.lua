@@ -2,6 +2,12 @@
 local H = require 'harness'
 local lat = require 'lat'
 
+-- NaN, the infinities and signed zeros among ordinary values: ops must propagate NaN as PyTorch
+-- does (relu(NaN) and clamp(NaN) are NaN, not 0 or a bound)
+local nan, inf = 0 / 0, math.huge
+local special = lat.tensor({ nan, inf, -inf, 0, -0.0, 1, -1, 0.3, -0.7, 2.5, -3 })
+local special_rows = lat.tensor({ { 1, nan, 3, nan }, { 1, 5, 5, 2 }, { -inf, -inf, -inf, -inf }, { -inf, 2, inf, 0 } })
+
 H.ops{
   { name = 'add same shape', inputs = { { 'a', { { 3, 5 } } }, { 'b', { { 3, 5 } } } }, lat = function(a, b) return a + b end, torch = 'a + b' },
   { name = 'add broadcast row', inputs = { { 'a', { { 4, 3, 5 } } }, { 'b', { { 5 } } } }, lat = function(a, b) return a + b end, torch = 'a + b' },
@@ -50,8 +56,41 @@ H.ops{
   { name = 'linear(v, w, v): input = bias', inputs = { { 'v', { { 3 } } }, { 'w', { { 3, 3 } } } }, lat = function(v, w) return lat.linear(v, w, v) end, torch = 'F.linear(v, w, v)' },
   { name = 'where(m, a, a)', inputs = { { 'c', { { 3, 4 } } }, { 'a', { { 3, 4 } } } },
     lat = function(c, a) return lat.where(c:gt(0), a, a * 2) + lat.where(c:gt(0), a, a) end, torch = 'torch.where(c > 0, a, a * 2) + torch.where(c > 0, a, a)', grad = { 'a' } },
+  { name = 'relu of NaN, infinities and zeros', inputs = { { 'x', { { 11 }, 'const', special } } }, lat = function(x) return x:relu() end, torch = 'x.relu()', fd = false },
+  { name = 'clamp of NaN, infinities and zeros', inputs = { { 'x', { { 11 }, 'const', special } } }, lat = function(x) return x:clamp(-0.5, 0.5) end, torch = 'x.clamp(-0.5, 0.5)', fd = false },
+  { name = 'clamp below only, of NaN and infinities', inputs = { { 'x', { { 11 }, 'const', special } } }, lat = function(x) return x:clamp(0) end, torch = 'x.clamp(min=0)', fd = false },
+  { name = 'abs of NaN and infinities', inputs = { { 'x', { { 11 }, 'const', special } } }, lat = function(x) return x:abs() end, torch = 'x.abs()', fd = false },
+  { name = 'exp of NaN and infinities', inputs = { { 'x', { { 11 }, 'const', special } } }, lat = function(x) return x:exp() end, torch = 'x.exp()', fd = false },
+  { name = 'tanh of NaN and infinities', inputs = { { 'x', { { 11 }, 'const', special } } }, lat = function(x) return x:tanh() end, torch = 'x.tanh()', fd = false },
+  { name = 'sigmoid of NaN and infinities', inputs = { { 'x', { { 11 }, 'const', special } } }, lat = function(x) return x:sigmoid() end, torch = 'x.sigmoid()', fd = false },
+  { name = 'gelu of NaN and infinities', inputs = { { 'x', { { 11 }, 'const', special } } }, lat = function(x) return x:gelu() end, torch = 'F.gelu(x)', fd = false },
+  { name = 'sqrt of NaN, infinities, zeros and negatives', inputs = { { 'x', { { 11 }, 'const', special } } }, lat = function(x) return x:sqrt() end, torch = 'x.sqrt()', fd = false },
+  { name = 'log of NaN, infinities, zeros and negatives', inputs = { { 'x', { { 11 }, 'const', special } } }, lat = function(x) return x:log() end, torch = 'x.log()', fd = false },
+  { name = 'amax over a dim with NaN and -inf rows (the gradient of max(dim): to the index)', inputs = { { 'x', { { 4, 4 }, 'const', special_rows } } },
+    lat = function(x) return x:amax(2) end, torch = 'x.max(1)[0]', fd = false },
+  { name = 'argmax over a dim with NaN (the first NaN wins, as PyTorch)', inputs = { { 'x', { { 4, 4 }, 'const', special_rows } } }, grad = {},
+    lat = function(x) return x:argmax(2) end, torch = 'x.argmax(1)' },
+  { name = 'argmax over dim 1 with NaN', inputs = { { 'x', { { 4, 4 }, 'const', special_rows } } }, grad = {},
+    lat = function(x) return x:argmax(1) end, torch = 'x.argmax(0)' },
+  { name = 'argmax of everything with NaN', inputs = { { 'x', { { 4, 4 }, 'const', special_rows } } }, grad = {},
+    lat = function(x) return x:argmax() end, torch = 'x.argmax()' },
+  { name = 'max(dim) indices with NaN', inputs = { { 'x', { { 4, 4 }, 'const', special_rows } } }, grad = {},
+    lat = function(x) local _, i = x:max(2); return i end, torch = 'x.max(1)[1]' },
+  { name = 'min(dim) with NaN and -inf rows', inputs = { { 'x', { { 4, 4 }, 'const', special_rows } } },
+    lat = function(x) return (x:min(2)) end, torch = 'x.min(1)[0]', fd = false },
+  { name = 'softmax of rows with NaN, -inf and +inf', inputs = { { 'x', { { 4, 4 }, 'const', special_rows } } },
+    lat = function(x) return x:softmax(2) end, torch = 'x.softmax(1)', fd = false },
   { name = 'cat of one tensor twice', inputs = { { 'a', { { 2, 3 } } } }, lat = function(a) return lat.cat({ a, a }, 1) end, torch = 'torch.cat([a, a], 0)' },
 }
+
+H.test('clamp_ lets NaN through and clamps the infinities, as clamp (checked against PyTorch above)', function()
+  local t = special:clone():clamp_(-0.5, 0.5)
+  local want = special:clamp(-0.5, 0.5)
+  for k = 0, t:numel() - 1 do
+    H.assert(t.f[k] == want.f[k] or (t.f[k] ~= t.f[k] and want.f[k] ~= want.f[k]), ('element %d: %g, want %g'):format(k, t.f[k], want.f[k]))
+  end
+  H.assert(t.f[0] ~= t.f[0] and t.f[1] == 0.5 and t.f[2] == -0.5, 'clamp_(NaN) is NaN, +-inf go to the bounds')
+end)
 
 -- the vectorised exp, tanh and erf against Lua's double-precision math over a wide range
 H.test('exp, tanh, sigmoid, gelu over a wide range, and exp at the edges', function()
