@@ -6,6 +6,7 @@ local lat = require 'lat'
 -- does (relu(NaN) and clamp(NaN) are NaN, not 0 or a bound)
 local nan, inf = 0 / 0, math.huge
 local special = lat.tensor({ nan, inf, -inf, 0, -0.0, 1, -1, 0.3, -0.7, 2.5, -3 })
+local zero_rows = lat.tensor({ { 0, 0, 0, 0 }, { 1, -2, 0.5, 3 }, { 0, 0, 0, 0 } })
 local special_rows = lat.tensor({ { 1, nan, 3, nan }, { 1, 5, 5, 2 }, { -inf, -inf, -inf, -inf }, { -inf, 2, inf, 0 } })
 
 H.ops{
@@ -80,6 +81,21 @@ H.ops{
     lat = function(x) return (x:min(2)) end, torch = 'x.min(1)[0]', fd = false },
   { name = 'softmax of rows with NaN, -inf and +inf', inputs = { { 'x', { { 4, 4 }, 'const', special_rows } } },
     lat = function(x) return x:softmax(2) end, torch = 'x.softmax(1)', fd = false },
+  { name = 'norm(2) over a dim', inputs = { { 'x', { { 3, 5 } } } }, lat = function(x) return x:norm(2, 2) end, torch = 'x.norm(2, dim=1)' },
+  { name = 'norm(2) of all, keepdim', inputs = { { 'x', { { 2, 3, 4 } } } }, lat = function(x) return x:norm(2, { 2, 3 }, true) end, torch = 'x.norm(2, dim=(1, 2), keepdim=True)' },
+  -- the norm's gradient at 0 is 0 as in PyTorch (a zero-initialised perturbation), not NaN
+  { name = 'norm(2) of zero rows has gradient 0', inputs = { { 'x', { { 3, 4 }, 'const', zero_rows } } }, lat = function(x) return x:norm(2, 2) end, torch = 'x.norm(2, dim=1)', fd = false },
+  { name = 'norm(2) of an all-zero tensor has gradient 0', inputs = { { 'x', { { 2, 4 }, 'const', lat.zeros({ 2, 4 }) } } }, lat = function(x) return x:norm(2) end, torch = 'x.norm(2)', fd = false },
+  { name = 'norm(1) and norm(inf) of zero rows', inputs = { { 'x', { { 3, 4 }, 'const', zero_rows } } }, lat = function(x) return x:norm(1, 2) + x:norm(math.huge, 2) end, torch = 'x.norm(1, dim=1) + x.norm(float("inf"), dim=1)', fd = false },
+  -- pow at 0, -0, negatives, NaN and infinities: PyTorch's values and derivatives (x^0 has derivative 0 everywhere)
+  { name = 'pow 0 of zeros, NaN and infinities', inputs = { { 'x', { { 11 }, 'const', special } } }, lat = function(x) return x:pow(0) end, torch = 'x ** 0', fd = false },
+  { name = 'pow 0.3 of zeros, NaN and infinities', inputs = { { 'x', { { 11 }, 'const', special } } }, lat = function(x) return x:pow(0.3) end, torch = 'x ** 0.3', fd = false },
+  { name = 'pow 0.5 of zeros, NaN and infinities', inputs = { { 'x', { { 11 }, 'const', special } } }, lat = function(x) return x:pow(0.5) end, torch = 'x ** 0.5', fd = false },
+  { name = 'pow 1.5 of zeros, NaN and infinities', inputs = { { 'x', { { 11 }, 'const', special } } }, lat = function(x) return x:pow(1.5) end, torch = 'x ** 1.5', fd = false },
+  { name = 'pow -0.5 of zeros, NaN and infinities', inputs = { { 'x', { { 11 }, 'const', special } } }, lat = function(x) return x:pow(-0.5) end, torch = 'x ** -0.5', fd = false },
+  { name = 'pow -1 and -2 of zeros, NaN and infinities', inputs = { { 'x', { { 11 }, 'const', special } } }, lat = function(x) return x:pow(-1) + x:pow(-2) end, torch = 'x ** -1 + x ** -2', fd = false },
+  { name = 'pow 2 and 3 of zeros, NaN and infinities', inputs = { { 'x', { { 11 }, 'const', special } } }, lat = function(x) return x:pow(2) * x:pow(3) end, torch = '(x ** 2) * (x ** 3)', fd = false },
+  { name = 'pow 0 has derivative 0 (finite differences)', inputs = { { 'x', { { 7 } } } }, lat = function(x) return x:pow(0) end, torch = 'x ** 0' },
   { name = 'cat of one tensor twice', inputs = { { 'a', { { 2, 3 } } } }, lat = function(a) return lat.cat({ a, a }, 1) end, torch = 'torch.cat([a, a], 0)' },
 }
 
