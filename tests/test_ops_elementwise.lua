@@ -136,8 +136,45 @@ H.test('exp, tanh, sigmoid, gelu over a wide range, and exp at the edges', funct
   end
   local small = lat.tensor({ 1e-3, -1e-5, 0.1 })
   H.near(small:tanh(), { math.tanh(1e-3), math.tanh(-1e-5), math.tanh(0.1) }, 2e-8, 'tanh near 0 (2 float32 ulp at 0.1)')
-  local e = lat.tensor({ 100, -100, 0 / 0 }):exp()
+  local e = lat.tensor({ 100, -110, 0 / 0 }):exp() -- exp(-100) is a denormal, 3.8e-44
   H.assert(e.f[0] == math.huge and e.f[1] == 0 and e.f[2] ~= e.f[2], 'exp keeps inf, 0 and nan')
+end)
+
+-- lat__expf (core/internal.h) states a maximum error of 1 ulp against expf: every 2^-12 from -110
+-- to 90, and every float around the edges (overflow at 88.7228, the smallest normal result at
+-- -87.34, 0 below -103.97, and 0 itself)
+H.test('exp within 1 ulp of expf over the whole float range, Inf and denormals included', function()
+  local ffi = require 'ffi'
+  pcall(ffi.cdef, 'float expf(float);')
+  local xs = {}
+  for i = 0, 200 * 4096 do xs[#xs + 1] = -110 + i / 4096 end
+  local bits = ffi.new('union { float f; int32_t i; }')
+  local function key(v) -- floats in order as integers, so that a difference counts ulps
+    bits.f = v
+    return bits.i < 0 and -(bits.i - -0x80000000) or bits.i
+  end
+  local function unkey(k)
+    bits.i = k < 0 and -0x80000000 - k or k
+    return bits.f
+  end
+  for _, centre in ipairs({ 88.72283935546875, -87.33654022216797, -103.97207641601562, 0 }) do
+    local c = key(centre)
+    for d = -3000, 3000 do xs[#xs + 1] = unkey(c + d) end
+  end
+  local x = lat.tensor(xs)
+  local y = x:exp()
+  local worst, at = 0, nil
+  for k = 0, x:numel() - 1 do
+    local want = ffi.C.expf(x.f[k])
+    local d = math.abs(key(y.f[k]) - key(want))
+    if d > worst then worst, at = d, k end
+  end
+  H.assert(worst <= 1, ('exp(%.9g) = %.9g is %d ulp from expf %.9g'):format(at and x.f[at] or 0, at and y.f[at] or 0, worst, at and ffi.C.expf(x.f[at]) or 0))
+  local e = lat.tensor({ 88.72283172607422, 88.72283935546875, 88.5, -103.9, -104, 0 / 0, -0 / 0 }):exp()
+  H.assert(e.f[0] > 3.4e38 and e.f[0] < math.huge and e.f[1] == math.huge, 'the last finite value and Inf just above')
+  H.near(e.f[2], math.exp(88.5), math.exp(88.5) * 2e-7, 'exp(88.5) (was exp(88))')
+  H.assert(e.f[3] > 0 and e.f[3] < 1.2e-38 and e.f[4] == 0, 'a denormal, then 0')
+  H.assert(e.f[5] ~= e.f[5] and e.f[6] ~= e.f[6], 'NaN gives NaN')
 end)
 
 H.finish()
