@@ -91,7 +91,6 @@ static int amax_backward(lat_node *n, const lat_tensor *gout) {
 
 lat_tensor *lat_amax(lat_tensor *x, int ndims, const int *dims, int keepdim) {
   if (!lat__check_f32(x, "amax", "input")) return NULL;
-  if (x->numel_ == 0) return lat__fail("amax: the tensor is empty");
   int64_t kept[LAT_MAX_DIMS], shape[LAT_MAX_DIMS];
   bool reduce[LAT_MAX_DIMS];
   int nd = reduced_shapes(x, ndims, dims, keepdim, kept, shape, reduce, "amax");

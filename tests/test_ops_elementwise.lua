@@ -81,6 +81,8 @@ H.ops{
     lat = function(x) return (x:min(2)) end, torch = 'x.min(1)[0]', fd = false },
   { name = 'softmax of rows with NaN, -inf and +inf', inputs = { { 'x', { { 4, 4 }, 'const', special_rows } } },
     lat = function(x) return x:softmax(2) end, torch = 'x.softmax(1)', fd = false },
+  { name = 'amax over a dim of an empty batch', inputs = { { 'x', { { 0, 3 } } } }, lat = function(x) return x:amax(2) end, torch = 'x.amax(1)', fd = false },
+  { name = 'argmax over a dim of an empty batch', inputs = { { 'x', { { 0, 3 } } } }, grad = {}, lat = function(x) return x:argmax(2) end, torch = 'x.argmax(1)' },
   { name = 'norm(2) over a dim', inputs = { { 'x', { { 3, 5 } } } }, lat = function(x) return x:norm(2, 2) end, torch = 'x.norm(2, dim=1)' },
   { name = 'norm(2) of all, keepdim', inputs = { { 'x', { { 2, 3, 4 } } } }, lat = function(x) return x:norm(2, { 2, 3 }, true) end, torch = 'x.norm(2, dim=(1, 2), keepdim=True)' },
   -- the norm's gradient at 0 is 0 as in PyTorch (a zero-initialised perturbation), not NaN
@@ -98,6 +100,44 @@ H.ops{
   { name = 'pow 0 has derivative 0 (finite differences)', inputs = { { 'x', { { 7 } } } }, lat = function(x) return x:pow(0) end, torch = 'x ** 0' },
   { name = 'cat of one tensor twice', inputs = { { 'a', { { 2, 3 } } } }, lat = function(a) return lat.cat({ a, a }, 1) end, torch = 'torch.cat([a, a], 0)' },
 }
+
+-- ops on an empty batch (N = 0): PyTorch's shapes, and under backward every leaf gets a
+-- gradient (zero-size, or zeros for parameters)
+H.test('ops on an empty batch: forward shapes and gradients under backward', function()
+  local E = function(...) return lat.randn({ ... }) end
+  local cases = {
+    { 'linear', { E(0, 4), E(3, 4), E(3) }, function(x, w, b) return lat.linear(x, w, b) end, '0,3' },
+    { 'matmul', { E(0, 4), E(4, 3) }, function(a, b) return a:matmul(b) end, '0,3' },
+    { 'batched matmul', { E(0, 2, 4), E(0, 4, 3) }, function(a, b) return a:matmul(b) end, '0,2,3' },
+    { 'relu', { E(0, 3) }, function(x) return x:relu() end, '0,3' },
+    { 'mul broadcast', { E(0, 3), E(3) }, function(a, b) return a * b end, '0,3' },
+    { 'softmax', { E(0, 5) }, function(x) return x:softmax(2) end, '0,5' },
+    { 'cross_entropy sum', { E(0, 5), lat.zeros({ 0 }, 'int32') }, function(x, y) return lat.cross_entropy(x, y, { reduction = 'sum' }) end, '' },
+    { 'layer_norm', { E(0, 5), E(5), E(5) }, function(x, w, b) return lat.layer_norm(x, w, b) end, '0,5' },
+    { 'batch_norm evaluation', { E(0, 3, 2, 2), E(3), E(3) }, function(x, w, b) return lat.batch_norm(x, w, b, lat.zeros({ 3 }), lat.ones({ 3 })) end, '0,3,2,2' },
+    { 'attention', { E(0, 4, 8), E(0, 4, 8), E(0, 4, 8) }, function(q, k, v) return lat.attention(q, k, v, 2) end, '0,4,8' },
+    { 'sum over dim 2', { E(0, 3) }, function(x) return x:sum(2) end, '0' },
+    { 'amax over dim 2', { E(0, 3) }, function(x) return x:amax(2) end, '0' },
+    { 'max over dim 2', { E(0, 3) }, function(x) return (x:max(2)) end, '0' },
+    { 'norm(2) over dim 2', { E(0, 3) }, function(x) return x:norm(2, 2) end, '0' },
+    { 'cat', { E(0, 3), E(0, 2) }, function(a, b) return lat.cat({ a, b }, 2) end, '0,5' },
+  }
+  for _, c in ipairs(cases) do
+    local ins = c[2]
+    for _, t in ipairs(ins) do if t.dtype == 'float32' then t:requires_grad_(true) end end
+    local y = c[3](unpack(ins))
+    H.assert(table.concat(y.shape, ',') == c[4], ('%s: output shape [%s], want [%s]'):format(c[1], table.concat(y.shape, ','), c[4]))
+    y:sum():backward()
+    for j, t in ipairs(ins) do
+      if t.dtype == 'float32' then
+        H.assert(t.grad and table.concat(t.grad.shape, ',') == table.concat(t.shape, ','), ('%s: input %d has a gradient of its shape'):format(c[1], j))
+        H.near(t.grad, lat.zeros(t.shape), 0, c[1] .. ': zero gradient')
+      end
+    end
+  end
+  H.raises(function() lat.randn({ 0, 3 }):amax(1) end, 'amax', 'empty')
+  H.raises(function() lat.randn({ 0, 3 }):argmax(1) end, 'argmax', 'empty')
+end)
 
 H.test('clamp_ lets NaN through and clamps the infinities, as clamp (checked against PyTorch above)', function()
   local t = special:clone():clamp_(-0.5, 0.5)
