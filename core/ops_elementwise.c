@@ -56,10 +56,10 @@ static const char *unary_names[LAT_UNARY_COUNT] = {"neg",  "exp",  "log",  "sqrt
                                                    "relu", "gelu", "tanh", "sigmoid"};
 _Static_assert(sizeof unary_names / sizeof *unary_names == LAT_UNARY_COUNT, "unary names");
 
-/* GELU with the exact (erf) form, as PyTorch's default */
-static inline float gelu_f(float x) { return 0.5f * x * (1.0f + lat__erff(x * (float)M_SQRT1_2)); }
+/* GELU with the exact (erf) form, as PyTorch's default: x Phi(x), Phi(x) = erfc(-x / sqrt 2) / 2 */
+static inline float gelu_f(float x) { return x * 0.5f * lat__erfcf(-x * (float)M_SQRT1_2); }
 static inline float gelu_d(float x) {
-  float cdf = 0.5f * (1.0f + lat__erff(x * (float)M_SQRT1_2));
+  float cdf = 0.5f * lat__erfcf(-x * (float)M_SQRT1_2);
   float pdf = lat__expf(-0.5f * x * x) * 0.3989422804014327f;
   return cdf + x * pdf;
 }
@@ -112,8 +112,8 @@ static int unary_backward(lat_node *n, const lat_tensor *gout) {
   case LAT_OP_ABS: LOOP(x[k] > 0 ? g[k] : x[k] < 0 ? -g[k] : 0.0f)
   case LAT_OP_RELU: LOOP(x[k] <= 0 ? 0.0f : g[k]) /* NaN passes g, as PyTorch */
   case LAT_OP_GELU: LOOP(g[k] * gelu_d(x[k]))
-  case LAT_OP_TANH: LOOP(g[k] * (1.0f - y[k] * y[k]))
-  case LAT_OP_SIGMOID: LOOP(g[k] * y[k] * (1.0f - y[k]))
+  case LAT_OP_TANH: LOOP(g[k] * 4.0f * lat__bump(lat__expf(-2.0f * fabsf(x[k]))))
+  case LAT_OP_SIGMOID: LOOP(g[k] * lat__bump(lat__expf(-fabsf(x[k]))))
 #undef LOOP
   }
   return 0;
@@ -128,7 +128,7 @@ lat_tensor *lat_unary(int op, lat_tensor *x) {
   lat_node *n = lat__record(y, unary_names[op], unary_backward, 1, &x);
   if (n) {
     n->i[0] = op;
-    if (op == LAT_OP_EXP || op == LAT_OP_SQRT || op == LAT_OP_TANH || op == LAT_OP_SIGMOID)
+    if (op == LAT_OP_EXP || op == LAT_OP_SQRT)
       n->saved[0] = lat__save_output(y);
   }
   return y;
