@@ -173,4 +173,55 @@ H.test('batch_norm and layer_norm report bad arguments', function()
   H.raises(function() lat.layer_norm(lat.randn(4, 3), nil, lat.ones(3, 1)) end, 'layer_norm', 'bias must be [3]', 'got [3, 1]')
 end)
 
+-- Short rows (3 features) and channels with mean/std = 100: lat's error against float64 must be no
+-- worse than PyTorch's float32 on the same inputs, forward and backward (layer_norm was 2.4x worse)
+local TORCH_NORMS = [[
+import json, sys, torch
+import torch.nn.functional as F
+case = json.load(sys.stdin)
+x32 = torch.tensor(case["x"], dtype=torch.float32).reshape(case["shape"])
+g32 = torch.tensor(case["g"], dtype=torch.float32).reshape(case["shape"])
+def run(dt):
+    x = x32.to(dt).detach().clone().requires_grad_(True)
+    y = F.layer_norm(x, x.shape[-1:]) if case["op"] == "layer_norm" else F.batch_norm(x, None, None, training=True)
+    y.backward(g32.to(dt))
+    return y.detach().double(), x.grad.double()
+y32, gx32 = run(torch.float32)
+y64, gx64 = run(torch.float64)
+json.dump({"y": y64.reshape(-1).tolist(), "gx": gx64.reshape(-1).tolist(),
+           "err_y": (y32 - y64).abs().max().item(), "err_gx": (gx32 - gx64).abs().max().item()}, sys.stdout)
+]]
+H.test('layer_norm and batch_norm with mean/std = 100: no worse than PyTorch float32 against float64', function()
+  local cjson = require 'cjson'
+  local g = lat.Generator(11)
+  local cases = {
+    { 'layer_norm', { 2000, 3 }, function(x) return lat.layer_norm(x) end },
+    { 'layer_norm', { 500, 8 }, function(x) return lat.layer_norm(x) end },
+    { 'batch_norm', { 64, 3, 4, 4 }, function(x) return lat.batch_norm(x, nil, nil, nil, nil, { training = true }) end },
+    { 'batch_norm', { 3, 5 }, function(x) return lat.batch_norm(x, nil, nil, nil, nil, { training = true }) end },
+  }
+  for _, c in ipairs(cases) do
+    local x = (lat.randn(c[2], { rng = g }) + 100):detach():requires_grad_(true)
+    local gy = lat.randn(c[2], { rng = g })
+    local y = c[3](x)
+    local gx = lat.grad(y, { x }, gy)[1]
+    local script, tmp = H.write(os.tmpname(), TORCH_NORMS), os.tmpname()
+    H.write(tmp, cjson.encode({ op = c[1], shape = c[2], x = H.flat(x), g = H.flat(gy) }))
+    local p = assert(io.popen(('/usr/bin/python3 %s < %s'):format(script, tmp)))
+    local ref = cjson.decode(p:read('*a'))
+    p:close()
+    os.remove(tmp)
+    os.remove(script)
+    local function err(t, want)
+      local e = 0
+      for k = 0, t:numel() - 1 do e = math.max(e, math.abs(t.f[k] - want[k + 1])) end
+      return e
+    end
+    local what = ('%s %s'):format(c[1], table.concat(c[2], 'x'))
+    local ey, eg = err(y, ref.y), err(gx, ref.gx)
+    H.assert(ey <= ref.err_y, ('%s forward: error %.3g, PyTorch float32 %.3g'):format(what, ey, ref.err_y))
+    H.assert(eg <= ref.err_gx, ('%s backward: error %.3g, PyTorch float32 %.3g'):format(what, eg, ref.err_gx))
+  end
+end)
+
 H.finish()
