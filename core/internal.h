@@ -71,7 +71,9 @@ float *lat__grad_buf(lat_node *n, int k, bool *accumulate);
 /* ---- fast math ---- */
 #include <math.h>
 /* clamp that lets NaN through, as PyTorch does (fminf/fmaxf would give a bound); vectorises */
-static inline float lat__clampf(float x, float lo, float hi) { return x < lo ? lo : x > hi ? hi : x; }
+static inline float lat__clampf(float x, float lo, float hi) {
+  return x < lo ? lo : x > hi ? hi : x;
+}
 /* exp for float32 that the compiler can vectorise (glibc's expf is scalar without -ffast-math):
  * Cephes' range reduction x = n ln2 + r and degree-6 polynomial, then 2^n applied as two powers
  * of two 2^n1 2^(n - n1), both normal floats, so that only the last product rounds: results
@@ -141,7 +143,9 @@ int lat__threads(void);
  * called from two threads at once. */
 void lat__blas_single_begin(int nt);
 void lat__blas_single_end(int nt);
-/* whether a loop of this many element-operations is worth splitting across threads */
+/* whether a loop of this many element-operations is worth splitting across threads. On a
+ * 'parallel for simd' write the test as if (parallel : n > LAT_PAR_MIN): a bare if applies to
+ * the simd part too (OpenMP 5), and GCC then runs small loops unvectorised (3-10x slower). */
 #define LAT_PAR_MIN 32768
 
 /* ---- broadcasting (ops_elementwise.c) ---- */

@@ -67,7 +67,8 @@ static inline float gelu_d(float x) {
 static void unary_forward(int op, float *restrict y, const float *restrict x, int64_t n) {
   switch (op) {
 #define LOOP(expr)                                                                              \
-  _Pragma("omp parallel for simd if (n > LAT_PAR_MIN)") for (int64_t k = 0; k < n; k++) {     \
+  _Pragma("omp parallel for simd if (parallel : n > LAT_PAR_MIN)")                             \
+  for (int64_t k = 0; k < n; k++) {                                                            \
     float v = x[k];                                                                            \
     y[k] = (expr);                                                                             \
   }                                                                                            \
@@ -98,10 +99,12 @@ static int unary_backward(lat_node *n, const lat_tensor *gout) {
 /* two loops rather than a branch on acc inside one, so that both vectorise */
 #define LOOP(expr)                                                                              \
   if (acc) {                                                                                   \
-    _Pragma("omp parallel for simd if (cnt > LAT_PAR_MIN)") for (int64_t k = 0; k < cnt; k++) \
+    _Pragma("omp parallel for simd if (parallel : cnt > LAT_PAR_MIN)")                         \
+    for (int64_t k = 0; k < cnt; k++)                                                          \
       gx[k] += (expr);                                                                         \
   } else {                                                                                     \
-    _Pragma("omp parallel for simd if (cnt > LAT_PAR_MIN)") for (int64_t k = 0; k < cnt; k++) \
+    _Pragma("omp parallel for simd if (parallel : cnt > LAT_PAR_MIN)")                         \
+    for (int64_t k = 0; k < cnt; k++)                                                          \
       gx[k] = (expr);                                                                          \
   }                                                                                            \
   break;
@@ -243,7 +246,7 @@ static int scalar_backward(lat_node *n, const lat_tensor *gout) {
   int64_t cnt = gout->numel_;
   int kind = (int)n->i[0];
   float s = (float)n->f[0], lo = (float)n->f[0], hi = (float)n->f[1];
-  #pragma omp parallel for simd if (cnt > LAT_PAR_MIN)
+  #pragma omp parallel for simd if (parallel : cnt > LAT_PAR_MIN)
   for (int64_t k = 0; k < cnt; k++) {
     float d;
     if (kind == 0) d = g[k];                                                /* add */

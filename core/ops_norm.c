@@ -27,7 +27,9 @@ static bool check_vec(const lat_tensor *t, int64_t n, const char *op, const char
 typedef struct { lat_tensor *hi, *lo, *rstd; } norm_stats;
 
 /* xhat = (x - mean) rstd, with the mean as hi + lo */
-static inline float normalised(float x, float hi, float lo, float rs) { return ((x - hi) - lo) * rs; }
+static inline float normalised(float x, float hi, float lo, float rs) {
+  return ((x - hi) - lo) * rs;
+}
 
 /* the output (shaped like x) and the statistics of n groups; all or none */
 static bool new_with_stats(const lat_tensor *x, int64_t n, lat_tensor **y, norm_stats *st) {
@@ -80,7 +82,8 @@ static double squared_deviations_d(const float *restrict x, int64_t n, double mu
 
 static int layer_norm_backward(lat_node *n, const lat_tensor *gout) {
   lat_tensor *x = n->in[0], *w = n->in[1];
-  const float *mean = n->saved[0]->f, *mlo = n->saved[1]->f, *rstd = n->saved[2]->f, *g = gout->f;
+  const float *mean = n->saved[0]->f, *mlo = n->saved[1]->f, *rstd = n->saved[2]->f;
+  const float *g = gout->f;
   int64_t D = x->shape_[x->ndim - 1], R = D ? x->numel_ / D : 0;
   bool acc;
   if (n->need[0]) {
@@ -172,7 +175,8 @@ lat_tensor *lat_layer_norm(lat_tensor *x, lat_tensor *w, lat_tensor *b, double e
 
 static int batch_norm_backward(lat_node *n, const lat_tensor *gout) {
   lat_tensor *x = n->in[0], *w = n->in[1];
-  const float *mean = n->saved[0]->f, *mlo = n->saved[1]->f, *rstd = n->saved[2]->f, *g = gout->f;
+  const float *mean = n->saved[0]->f, *mlo = n->saved[1]->f, *rstd = n->saved[2]->f;
+  const float *g = gout->f;
   bool training = n->i[0];
   int64_t N = x->shape_[0], C = x->shape_[1], S = x->ndim == 4 ? x->shape_[2] * x->shape_[3] : 1;
   double m = (double)(N * S);
@@ -251,7 +255,8 @@ lat_tensor *lat_batch_norm(lat_tensor *x, lat_tensor *w, lat_tensor *b, lat_tens
       double var = v / (double)m;
       set_stats(&st, c, md, var, eps);
       if (rm) rm[c] = (float)((1.0 - momentum) * rm[c] + momentum * md);
-      if (rv) rv[c] = (float)((1.0 - momentum) * rv[c] + momentum * var * (double)m / (double)(m - 1));
+      if (rv)
+        rv[c] = (float)((1.0 - momentum) * rv[c] + momentum * var * (double)m / (double)(m - 1));
     } else {
       set_stats(&st, c, rm[c], rv[c], eps);
     }
