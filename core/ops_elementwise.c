@@ -235,7 +235,7 @@ lat_tensor *lat_binary(int op, lat_tensor *a, lat_tensor *b) {
 /* x^p as PyTorch computes it: sqrt and 1/sqrt for p = +-1/2 (so (-0)^0.5 = -0, (-inf)^0.5 = NaN
  * and their derivatives follow), powf otherwise; the tests on p are the same for every element */
 static inline float pow_as_torch(float x, float p) {
-  return p == 0.5f ? sqrtf(x) : p == -0.5f ? 1.0f / sqrtf(x) : p == 2.0f ? x * x : powf(x, p);
+  return p == 0.5f ? sqrtf(x) : p == -0.5f ? 1.0f / sqrtf(x) : powf(x, p);
 }
 
 static int scalar_backward(lat_node *n, const lat_tensor *gout) {
@@ -268,7 +268,10 @@ static lat_tensor *scalar_op(lat_tensor *x, int kind, double s, double s2, const
   float *restrict ys = y->f;
   if (kind == 0) for (int64_t k = 0; k < cnt; k++) ys[k] = xs[k] + a;
   else if (kind == 1) for (int64_t k = 0; k < cnt; k++) ys[k] = xs[k] * a;
-  else if (kind == 2) for (int64_t k = 0; k < cnt; k++) ys[k] = pow_as_torch(xs[k], a);
+  else if (kind == 2) {
+    if (a == 2.0f) for (int64_t k = 0; k < cnt; k++) ys[k] = xs[k] * xs[k]; /* vectorises */
+    else for (int64_t k = 0; k < cnt; k++) ys[k] = pow_as_torch(xs[k], a);
+  }
   else for (int64_t k = 0; k < cnt; k++) ys[k] = lat__clampf(xs[k], a, b);
   lat_node *n = lat__record(y, name, scalar_backward, 1, &x);
   if (n) {
