@@ -82,13 +82,25 @@ float *lat__grad_buf(lat_node *n, int k, bool *accumulate);
 
 /* ---- fast math ---- */
 #include <math.h>
+/* clamp that lets NaN through, as PyTorch does (fminf/fmaxf would give a bound); vectorises */
+static inline float lat__clampf(float x, float lo, float hi) {
+  return x < lo ? lo : x > hi ? hi : x;
+}
 /* exp for float32 that the compiler can vectorise (glibc's expf is scalar without -ffast-math):
- * Cephes' range reduction x = n ln2 + r and degree-6 polynomial, within 2 ulp of expf; inputs
- * below -88 give 0 (so -inf gives 0), above 88 are clamped (softmax only passes x <= 0). */
+ * Cephes' range reduction x = n ln2 + r and degree-6 polynomial, then 2^n applied as two powers
+ * of two 2^n1 2^(n - n1), both normal floats, so that only the last product rounds: results
+ * are right through the whole float range, Inf above ln(FLT_MAX) = 88.7228, denormals below
+ * -87.34 and 0 below -103.97 as expf gives. Max error 1 ulp, both from glibc's expf and from
+ * the exact exp rounded to float (measured over every float in [-110, 90], denormals included);
+ * tests/test_ops_elementwise.lua checks the 1 ulp against expf over a dense sweep. NaN gives
+ * NaN; n is read from the float's bits rather than converted, and the shifts are unsigned, so
+ * nothing is undefined behaviour (UBSan flagged the float-to-int conversion of NaN). */
 static inline float lat__expf(float x) {
-  x = x < -88.0f ? -88.0f : x > 88.0f ? 88.0f : x;
-  float n = rintf(x * 1.44269504088896341f);
-  float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  float xc = lat__clampf(x, -104.0f, 89.0f); /* NaN stays NaN and runs through r and p */
+  /* n = rint(x / ln2) by adding 1.5 * 2^23: n is then the low bits of the float j */
+  union { float f; uint32_t i; } j = {.f = xc * 1.44269504088896341f + 12582912.0f};
+  float n = j.f - 12582912.0f;
+  float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
   float p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
@@ -96,8 +108,10 @@ static inline float lat__expf(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  union { int32_t i; float f; } scale = {.i = ((int32_t)n + 127) << 23}; /* 2^n; 0 for n = -127 */
-  return p * scale.f;
+  /* 2^n = 2^n1 2^n2 with n1 = floor(n / 2), in unsigned arithmetic; n is in [-150, 128] */
+  uint32_t e = j.i - 0x4B400000u + 150u, h = e >> 1;            /* n + 150, n1 + 75 */
+  union { uint32_t i; float f; } s1 = {.i = (h + 52u) << 23}, s2 = {.i = (e - h + 52u) << 23};
+  return p * s1.f * s2.f;
 }
 
 /* tanh from one exp, vectorisable: (1 - e) / (1 + e) with e = exp(-2|x|), and the odd series
@@ -110,13 +124,29 @@ static inline float lat__tanhf(float x) {
   return copysignf(a < 0.125f ? p : t, x);
 }
 
-/* erf by Abramowitz and Stegun 7.1.26 (absolute error below 1.5e-7), vectorisable */
-static inline float lat__erff(float x) {
-  float a = fabsf(x);
-  float t = 1.0f / (1.0f + 0.3275911f * a);
-  float p = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f +
-            t * (-1.453152027f + t * 1.061405429f))));
-  return copysignf(1.0f - p * lat__expf(-a * a), x);
+/* e / (1 + e)^2: with e = exp(-|x|) the derivative of sigmoid at x, with e = exp(-2|x|) a
+ * quarter of tanh's. From x rather than from the output y, where y (1 - y) and 1 - y^2 lose all
+ * digits as y nears 1 (2e-4 relative error at |x| = 4.5). */
+static inline float lat__bump(float e) { return e / ((1.0f + e) * (1.0f + e)); }
+
+/* erfc with a relative error below 2.2e-6 up to z = 7.1 (measured; 4e-6 at 8, more where the
+ * result is denormal, beyond 9.3): Numerical Recipes' erfcc, a Chebyshev fit to erfc(z) exp(z^2)
+ * with fractional error 1.2e-7, evaluated in float; vectorisable; 2 - erfc(-z) below 0.
+ * Relative accuracy in the tail is what GELU's left side needs: the absolute error 1.5e-7 of
+ * erf by Abramowitz and Stegun 7.1.26 was 2% of 1 + erf at x = -4.5. */
+static inline float lat__erfcf(float z) {
+  float a = fabsf(z), t = 1.0f / (1.0f + 0.5f * a);
+  float p = -0.82215223f + t * 0.17087277f;
+  p = 1.48851587f + t * p;
+  p = -1.13520398f + t * p;
+  p = 0.27886807f + t * p;
+  p = -0.18628806f + t * p;
+  p = 0.09678418f + t * p;
+  p = 0.37409196f + t * p;
+  p = 1.00002368f + t * p;
+  p = -1.26551223f + t * p;
+  float r = t * lat__expf(p - a * a);
+  return z < 0 ? 2.0f - r : r;
 }
 
 /* ---- threads (threads.c) ---- */
@@ -126,7 +156,9 @@ int lat__threads(void);
  * called from two threads at once. */
 void lat__blas_single_begin(int nt);
 void lat__blas_single_end(int nt);
-/* whether a loop of this many element-operations is worth splitting across threads */
+/* whether a loop of this many element-operations is worth splitting across threads. On a
+ * 'parallel for simd' write the test as if (parallel : n > LAT_PAR_MIN): a bare if applies to
+ * the simd part too (OpenMP 5), and GCC then runs small loops unvectorised (3-10x slower). */
 #define LAT_PAR_MIN 32768
 
 /* ---- broadcasting (ops_elementwise.c) ---- */

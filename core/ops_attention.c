@@ -65,9 +65,11 @@ static int attention_backward(lat_node *n, const lat_tensor *gout) {
   int64_t T = g.T, D = g.D, hd = g.hd, BH = g.B * g.H;
   bool acc[3] = {false, false, false};
   float *gq = NULL, *gk = NULL, *gv = NULL;
+  /* q, k and v may be one tensor, with one buffer: fetched in the order in which each (b, h)
+   * block is written below (dV, dQ, dK), so that every accumulate flag holds when it is used */
+  if (n->need[2] && !(gv = lat__grad_buf(n, 2, &acc[2]))) return -1;
   if (n->need[0] && !(gq = lat__grad_buf(n, 0, &acc[0]))) return -1;
   if (n->need[1] && !(gk = lat__grad_buf(n, 1, &acc[1]))) return -1;
-  if (n->need[2] && !(gv = lat__grad_buf(n, 2, &acc[2]))) return -1;
   int nt = threads_for(&g);
   float *scratch = lat__alloc((size_t)(nt * T * T) * sizeof(float));
   if (!scratch) return -1;

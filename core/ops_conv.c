@@ -264,8 +264,8 @@ static int conv_backward(lat_node *n, const lat_tensor *gout) {
   conv_geom g;
   geom_from_node(&g, n);
   bool nx = n->need[0], nw = n->need[1], nb = n->n_in > 2 && n->need[2];
-  if (g.N == 0) { /* nothing flowed back: zero gradients for w and b */
-    for (int k = 1; k < n->n_in; k++) {
+  if (g.N == 0) { /* nothing flowed back: zero gradients for w and b, a zero-size one for x */
+    for (int k = 0; k < n->n_in; k++) {
       if (!n->need[k]) continue;
       bool acc;
       float *d = lat__grad_buf(n, k, &acc);

@@ -56,34 +56,32 @@ static const char *unary_names[LAT_UNARY_COUNT] = {"neg",  "exp",  "log",  "sqrt
                                                    "relu", "gelu", "tanh", "sigmoid"};
 _Static_assert(sizeof unary_names / sizeof *unary_names == LAT_UNARY_COUNT, "unary names");
 
-/* GELU with the exact (erf) form, as PyTorch's default */
-static inline float gelu_f(float x) { return 0.5f * x * (1.0f + lat__erff(x * (float)M_SQRT1_2)); }
+/* GELU with the exact (erf) form, as PyTorch's default: x Phi(x), Phi(x) = erfc(-x / sqrt 2) / 2 */
+static inline float gelu_f(float x) { return x * 0.5f * lat__erfcf(-x * (float)M_SQRT1_2); }
 static inline float gelu_d(float x) {
-  float cdf = 0.5f * (1.0f + lat__erff(x * (float)M_SQRT1_2));
+  float cdf = 0.5f * lat__erfcf(-x * (float)M_SQRT1_2);
   float pdf = lat__expf(-0.5f * x * x) * 0.3989422804014327f;
   return cdf + x * pdf;
 }
 
-/* exp that keeps inf and nan where lat__expf (made for softmax) clamps */
-static inline float exp_full(float x) { return x > 88.7f ? INFINITY : x != x ? x : lat__expf(x); }
-
 static void unary_forward(int op, float *restrict y, const float *restrict x, int64_t n) {
   switch (op) {
 #define LOOP(expr)                                                                              \
-  _Pragma("omp parallel for simd if (n > LAT_PAR_MIN)") for (int64_t k = 0; k < n; k++) {     \
+  _Pragma("omp parallel for simd if (parallel : n > LAT_PAR_MIN)")                             \
+  for (int64_t k = 0; k < n; k++) {                                                            \
     float v = x[k];                                                                            \
     y[k] = (expr);                                                                             \
   }                                                                                            \
   break;
   case LAT_OP_NEG: LOOP(-v)
-  case LAT_OP_EXP: LOOP(exp_full(v))
+  case LAT_OP_EXP: LOOP(lat__expf(v))
   case LAT_OP_LOG: LOOP(logf(v))
   case LAT_OP_SQRT: LOOP(sqrtf(v))
   case LAT_OP_ABS: LOOP(fabsf(v))
-  case LAT_OP_RELU: LOOP(v > 0 ? v : 0)
+  case LAT_OP_RELU: LOOP(v < 0 ? 0 : v) /* NaN through, as PyTorch */
   case LAT_OP_GELU: LOOP(gelu_f(v))
   case LAT_OP_TANH: LOOP(lat__tanhf(v))
-  case LAT_OP_SIGMOID: LOOP(1.0f / (1.0f + exp_full(-v)))
+  case LAT_OP_SIGMOID: LOOP(1.0f / (1.0f + lat__expf(-v)))
 #undef LOOP
   }
 }
@@ -101,10 +99,12 @@ static int unary_backward(lat_node *n, const lat_tensor *gout) {
 /* two loops rather than a branch on acc inside one, so that both vectorise */
 #define LOOP(expr)                                                                              \
   if (acc) {                                                                                   \
-    _Pragma("omp parallel for simd if (cnt > LAT_PAR_MIN)") for (int64_t k = 0; k < cnt; k++) \
+    _Pragma("omp parallel for simd if (parallel : cnt > LAT_PAR_MIN)")                         \
+    for (int64_t k = 0; k < cnt; k++)                                                          \
       gx[k] += (expr);                                                                         \
   } else {                                                                                     \
-    _Pragma("omp parallel for simd if (cnt > LAT_PAR_MIN)") for (int64_t k = 0; k < cnt; k++) \
+    _Pragma("omp parallel for simd if (parallel : cnt > LAT_PAR_MIN)")                         \
+    for (int64_t k = 0; k < cnt; k++)                                                          \
       gx[k] = (expr);                                                                          \
   }                                                                                            \
   break;
@@ -113,10 +113,10 @@ static int unary_backward(lat_node *n, const lat_tensor *gout) {
   case LAT_OP_LOG: LOOP(g[k] / x[k])
   case LAT_OP_SQRT: LOOP(g[k] * 0.5f / y[k])
   case LAT_OP_ABS: LOOP(x[k] > 0 ? g[k] : x[k] < 0 ? -g[k] : 0.0f)
-  case LAT_OP_RELU: LOOP(x[k] > 0 ? g[k] : 0.0f)
+  case LAT_OP_RELU: LOOP(x[k] <= 0 ? 0.0f : g[k]) /* NaN passes g, as PyTorch */
   case LAT_OP_GELU: LOOP(g[k] * gelu_d(x[k]))
-  case LAT_OP_TANH: LOOP(g[k] * (1.0f - y[k] * y[k]))
-  case LAT_OP_SIGMOID: LOOP(g[k] * y[k] * (1.0f - y[k]))
+  case LAT_OP_TANH: LOOP(g[k] * 4.0f * lat__bump(lat__expf(-2.0f * fabsf(x[k]))))
+  case LAT_OP_SIGMOID: LOOP(g[k] * lat__bump(lat__expf(-fabsf(x[k]))))
 #undef LOOP
   }
   return 0;
@@ -131,7 +131,7 @@ lat_tensor *lat_unary(int op, lat_tensor *x) {
   lat_node *n = lat__record(y, unary_names[op], unary_backward, 1, &x);
   if (n) {
     n->i[0] = op;
-    if (op == LAT_OP_EXP || op == LAT_OP_SQRT || op == LAT_OP_TANH || op == LAT_OP_SIGMOID)
+    if (op == LAT_OP_EXP || op == LAT_OP_SQRT)
       n->saved[0] = lat__save_output(y);
   }
   return y;
@@ -232,6 +232,12 @@ lat_tensor *lat_binary(int op, lat_tensor *a, lat_tensor *b) {
 
 /* ---------------- scalar ops, pow, clamp ---------------- */
 
+/* x^p as PyTorch computes it: sqrt and 1/sqrt for p = +-1/2 (so (-0)^0.5 = -0, (-inf)^0.5 = NaN
+ * and their derivatives follow), powf otherwise; the tests on p are the same for every element */
+static inline float pow_as_torch(float x, float p) {
+  return p == 0.5f ? sqrtf(x) : p == -0.5f ? 1.0f / sqrtf(x) : powf(x, p);
+}
+
 static int scalar_backward(lat_node *n, const lat_tensor *gout) {
   bool acc;
   float *gx = lat__grad_buf(n, 0, &acc);
@@ -240,12 +246,12 @@ static int scalar_backward(lat_node *n, const lat_tensor *gout) {
   int64_t cnt = gout->numel_;
   int kind = (int)n->i[0];
   float s = (float)n->f[0], lo = (float)n->f[0], hi = (float)n->f[1];
-  #pragma omp parallel for simd if (cnt > LAT_PAR_MIN)
+  #pragma omp parallel for simd if (parallel : cnt > LAT_PAR_MIN)
   for (int64_t k = 0; k < cnt; k++) {
     float d;
     if (kind == 0) d = g[k];                                                /* add */
     else if (kind == 1) d = g[k] * s;                                       /* mul */
-    else if (kind == 2) d = g[k] * s * powf(x[k], s - 1.0f);                /* pow */
+    else if (kind == 2) d = s == 0 ? 0.0f : g[k] * s * pow_as_torch(x[k], s - 1.0f); /* pow */
     else d = (x[k] >= lo && x[k] <= hi) ? g[k] : 0.0f;                      /* clamp */
     gx[k] = acc ? gx[k] + d : d;
   }
@@ -263,9 +269,10 @@ static lat_tensor *scalar_op(lat_tensor *x, int kind, double s, double s2, const
   if (kind == 0) for (int64_t k = 0; k < cnt; k++) ys[k] = xs[k] + a;
   else if (kind == 1) for (int64_t k = 0; k < cnt; k++) ys[k] = xs[k] * a;
   else if (kind == 2) {
-    if (a == 2.0f) for (int64_t k = 0; k < cnt; k++) ys[k] = xs[k] * xs[k];
-    else for (int64_t k = 0; k < cnt; k++) ys[k] = powf(xs[k], a);
-  } else for (int64_t k = 0; k < cnt; k++) ys[k] = fminf(fmaxf(xs[k], a), b);
+    if (a == 2.0f) for (int64_t k = 0; k < cnt; k++) ys[k] = xs[k] * xs[k]; /* vectorises */
+    else for (int64_t k = 0; k < cnt; k++) ys[k] = pow_as_torch(xs[k], a);
+  }
+  else for (int64_t k = 0; k < cnt; k++) ys[k] = lat__clampf(xs[k], a, b);
   lat_node *n = lat__record(y, name, scalar_backward, 1, &x);
   if (n) {
     n->i[0] = kind;

@@ -252,7 +252,7 @@ static int dropout_backward(lat_node *n, const lat_tensor *gout) {
   if (!gx) return -1;
   const float *restrict g = gout->f, *restrict m = n->saved[0]->f;
   int64_t cnt = gout->numel_;
-  #pragma omp parallel for simd if (cnt > LAT_PAR_MIN)
+  #pragma omp parallel for simd if (parallel : cnt > LAT_PAR_MIN)
   for (int64_t k = 0; k < cnt; k++) gx[k] = acc ? gx[k] + g[k] * m[k] : g[k] * m[k];
   return 0;
 }
@@ -278,7 +278,7 @@ lat_tensor *lat_dropout(lat_tensor *x, double p, lat_rng *rng) {
   }
   float *restrict m = mask->f, *restrict out = y->f;
   const float *restrict in = x->f;
-  #pragma omp parallel for simd if (cnt > LAT_PAR_MIN)
+  #pragma omp parallel for simd if (parallel : cnt > LAT_PAR_MIN)
   for (int64_t k = 0; k < cnt; k++) {
     m[k] *= scale;
     out[k] = in[k] * m[k];

@@ -21,33 +21,69 @@ static bool check_vec(const lat_tensor *t, int64_t n, const char *op, const char
 
 /* ---------------- layer norm ---------------- */
 
-/* one row of d: mean and 1/sqrt(biased variance + eps), two passes */
-/* the output (shaped like x) and n saved means and reciprocal standard deviations; all or none */
-static bool new_with_stats(const lat_tensor *x, int64_t n, lat_tensor **y, lat_tensor **mean,
-                           lat_tensor **rstd) {
+/* The saved statistics of n groups: the mean as a float and the rest of the double mean (the
+ * mean is hi + lo), and 1/std. With a mean far above the spread (mean/std = 100), x - hi is
+ * exact and the rounding of the mean to float alone would be the largest error of xhat. */
+typedef struct { lat_tensor *hi, *lo, *rstd; } norm_stats;
+
+/* xhat = (x - mean) rstd, with the mean as hi + lo */
+static inline float normalised(float x, float hi, float lo, float rs) {
+  return ((x - hi) - lo) * rs;
+}
+
+/* the output (shaped like x) and the statistics of n groups; all or none */
+static bool new_with_stats(const lat_tensor *x, int64_t n, lat_tensor **y, norm_stats *st) {
   *y = lat__new_like(x);
-  *mean = *y ? lat__new(LAT_F32, 1, &n) : NULL;
-  *rstd = *mean ? lat__new(LAT_F32, 1, &n) : NULL;
-  if (*rstd) return true;
+  st->hi = *y ? lat__new(LAT_F32, 1, &n) : NULL;
+  st->lo = st->hi ? lat__new(LAT_F32, 1, &n) : NULL;
+  st->rstd = st->lo ? lat__new(LAT_F32, 1, &n) : NULL;
+  if (st->rstd) return true;
   lat_release(*y);
-  lat_release(*mean);
+  lat_release(st->hi);
+  lat_release(st->lo);
   return false;
 }
 
-static void row_stats(const float *restrict x, int64_t d, double eps, float *mean, float *rstd) {
-  float s = 0, v = 0;
+static void set_stats(norm_stats *st, int64_t i, double mean, double var, double eps) {
+  float hi = (float)mean;
+  st->hi->f[i] = hi;
+  st->lo->f[i] = (float)(mean - (double)hi);
+  st->rstd->f[i] = (float)(1.0 / sqrt(var + eps));
+}
+
+/* keeps the statistics in the node for backward, or frees them */
+static void save_stats(lat_node *n, norm_stats *st) {
+  if (n) {
+    n->saved[0] = st->hi;
+    n->saved[1] = st->lo;
+    n->saved[2] = st->rstd;
+    return;
+  }
+  lat_release(st->hi);
+  lat_release(st->lo);
+  lat_release(st->rstd);
+}
+
+/* The two passes of the mean and variance, in double: in float, a sum of values with a large
+ * mean loses the digits that the spread lives in. */
+static double sum_d(const float *restrict x, int64_t n) {
+  double s = 0;
   #pragma omp simd reduction(+ : s)
-  for (int64_t k = 0; k < d; k++) s += x[k];
-  float mu = s / (float)d;
+  for (int64_t k = 0; k < n; k++) s += x[k];
+  return s;
+}
+
+static double squared_deviations_d(const float *restrict x, int64_t n, double mu) {
+  double v = 0;
   #pragma omp simd reduction(+ : v)
-  for (int64_t k = 0; k < d; k++) v += (x[k] - mu) * (x[k] - mu);
-  *mean = mu;
-  *rstd = (float)(1.0 / sqrt((double)(v / (float)d) + eps));
+  for (int64_t k = 0; k < n; k++) v += (x[k] - mu) * (x[k] - mu);
+  return v;
 }
 
 static int layer_norm_backward(lat_node *n, const lat_tensor *gout) {
   lat_tensor *x = n->in[0], *w = n->in[1];
-  const float *mean = n->saved[0]->f, *rstd = n->saved[1]->f, *g = gout->f;
+  const float *mean = n->saved[0]->f, *mlo = n->saved[1]->f, *rstd = n->saved[2]->f;
+  const float *g = gout->f;
   int64_t D = x->shape_[x->ndim - 1], R = D ? x->numel_ / D : 0;
   bool acc;
   if (n->need[0]) {
@@ -57,17 +93,17 @@ static int layer_norm_backward(lat_node *n, const lat_tensor *gout) {
     #pragma omp parallel for if (x->numel_ > LAT_PAR_MIN && R > 1)
     for (int64_t r = 0; r < R; r++) {
       const float *xr = x->f + r * D, *gr = g + r * D;
-      float *o = gx + r * D, mu = mean[r], rs = rstd[r], sg = 0, sgx = 0;
+      float *o = gx + r * D, mu = mean[r], lo = mlo[r], rs = rstd[r], sg = 0, sgx = 0;
       for (int64_t k = 0; k < D; k++) {
         float gh = wf ? gr[k] * wf[k] : gr[k];
         sg += gh;
-        sgx += gh * (xr[k] - mu) * rs;
+        sgx += gh * normalised(xr[k], mu, lo, rs);
       }
       sg /= (float)D;
       sgx /= (float)D;
       for (int64_t k = 0; k < D; k++) {
         float gh = wf ? gr[k] * wf[k] : gr[k];
-        float d = rs * (gh - sg - (xr[k] - mu) * rs * sgx);
+        float d = rs * (gh - sg - normalised(xr[k], mu, lo, rs) * sgx);
         o[k] = acc ? o[k] + d : d;
       }
     }
@@ -88,9 +124,9 @@ static int layer_norm_backward(lat_node *n, const lat_tensor *gout) {
       int64_t k0 = blk * B, k1 = k0 + B < D ? k0 + B : D;
       for (int64_t r = 0; r < R; r++) {
         const float *xr = x->f + r * D, *gr = g + r * D;
-        float mu = mean[r], rs = rstd[r];
+        float mu = mean[r], lo = mlo[r], rs = rstd[r];
         if (gw)
-          for (int64_t k = k0; k < k1; k++) gw[k] += gr[k] * (xr[k] - mu) * rs;
+          for (int64_t k = k0; k < k1; k++) gw[k] += gr[k] * normalised(xr[k], mu, lo, rs);
         if (gb)
           for (int64_t k = k0; k < k1; k++) gb[k] += gr[k];
       }
@@ -106,31 +142,26 @@ lat_tensor *lat_layer_norm(lat_tensor *x, lat_tensor *w, lat_tensor *b, double e
   if (!(eps >= 0)) return lat__fail("%s: eps must be >= 0, got %g", op, eps);
   int64_t D = x->shape_[x->ndim - 1], R = D ? x->numel_ / D : 0;
   if (!check_vec(w, D, op, "weight", x) || !check_vec(b, D, op, "bias", x)) return NULL;
-  lat_tensor *y, *mean, *rstd;
-  if (!new_with_stats(x, R, &y, &mean, &rstd)) return NULL;
+  lat_tensor *y;
+  norm_stats st;
+  if (!new_with_stats(x, R, &y, &st)) return NULL;
   const float *wf = w ? w->f : NULL, *bf = b ? b->f : NULL;
   #pragma omp parallel for if (x->numel_ > LAT_PAR_MIN && R > 1)
   for (int64_t r = 0; r < R; r++) {
     const float *xr = x->f + r * D;
     float *yr = y->f + r * D;
-    row_stats(xr, D, eps, &mean->f[r], &rstd->f[r]);
-    float mu = mean->f[r], rs = rstd->f[r];
+    double md = sum_d(xr, D) / (double)D;
+    set_stats(&st, r, md, squared_deviations_d(xr, D, md) / (double)D, eps);
+    float mu = st.hi->f[r], lo = st.lo->f[r], rs = st.rstd->f[r];
     for (int64_t k = 0; k < D; k++) {
-      float v = (xr[k] - mu) * rs;
+      float v = normalised(xr[k], mu, lo, rs);
       if (wf) v *= wf[k];
       if (bf) v += bf[k];
       yr[k] = v;
     }
   }
   lat_tensor *ins[3] = {x, w, b};
-  lat_node *n = lat__record(y, op, layer_norm_backward, 3, ins);
-  if (n) {
-    n->saved[0] = mean;
-    n->saved[1] = rstd;
-  } else {
-    lat_release(mean);
-    lat_release(rstd);
-  }
+  save_stats(lat__record(y, op, layer_norm_backward, 3, ins), &st);
   return y;
 }
 
@@ -144,7 +175,8 @@ lat_tensor *lat_layer_norm(lat_tensor *x, lat_tensor *w, lat_tensor *b, double e
 
 static int batch_norm_backward(lat_node *n, const lat_tensor *gout) {
   lat_tensor *x = n->in[0], *w = n->in[1];
-  const float *mean = n->saved[0]->f, *rstd = n->saved[1]->f, *g = gout->f;
+  const float *mean = n->saved[0]->f, *mlo = n->saved[1]->f, *rstd = n->saved[2]->f;
+  const float *g = gout->f;
   bool training = n->i[0];
   int64_t N = x->shape_[0], C = x->shape_[1], S = x->ndim == 4 ? x->shape_[2] * x->shape_[3] : 1;
   double m = (double)(N * S);
@@ -155,7 +187,7 @@ static int batch_norm_backward(lat_node *n, const lat_tensor *gout) {
   if ((n->need[0] && !gx) || (n->need[1] && !gw) || (n->need[2] && !gb)) return -1;
   #pragma omp parallel for if (x->numel_ > LAT_PAR_MIN && C > 1)
   for (int64_t c = 0; c < C; c++) {
-    float mu = mean[c], rs = rstd[c], wc = w ? w->f[c] : 1.0f;
+    float mu = mean[c], lo = mlo[c], rs = rstd[c], wc = w ? w->f[c] : 1.0f;
     double sg = 0, sgx = 0; /* sums of g and g * xhat over the channel */
     for (int64_t i = 0; i < N; i++) {
       const float *xp = x->f + (i * C + c) * S, *gp = g + (i * C + c) * S;
@@ -163,7 +195,7 @@ static int batch_norm_backward(lat_node *n, const lat_tensor *gout) {
       #pragma omp simd reduction(+ : a, bsum)
       for (int64_t s = 0; s < S; s++) {
         a += gp[s];
-        bsum += gp[s] * (xp[s] - mu);
+        bsum += gp[s] * ((xp[s] - mu) - lo);
       }
       sg += a;
       sgx += (double)bsum * rs;
@@ -179,10 +211,10 @@ static int batch_norm_backward(lat_node *n, const lat_tensor *gout) {
       float *o = gx + (i * C + c) * S;
       if (accx) {
         #pragma omp simd
-        for (int64_t s = 0; s < S; s++) o[s] += k * (gp[s] - c0 - (xp[s] - mu) * c1);
+        for (int64_t s = 0; s < S; s++) o[s] += k * (gp[s] - c0 - ((xp[s] - mu) - lo) * c1);
       } else {
         #pragma omp simd
-        for (int64_t s = 0; s < S; s++) o[s] = k * (gp[s] - c0 - (xp[s] - mu) * c1);
+        for (int64_t s = 0; s < S; s++) o[s] = k * (gp[s] - c0 - ((xp[s] - mu) - lo) * c1);
       }
     }
   }
@@ -208,59 +240,38 @@ lat_tensor *lat_batch_norm(lat_tensor *x, lat_tensor *w, lat_tensor *b, lat_tens
   if (!training && (!running_mean || !running_var))
     return lat__fail("%s: evaluation mode needs the running mean and variance (pass them, or "
                      "use training mode for batch statistics)", op);
-  lat_tensor *y, *mean, *rstd;
-  if (!new_with_stats(x, C, &y, &mean, &rstd)) return NULL;
+  lat_tensor *y;
+  norm_stats st;
+  if (!new_with_stats(x, C, &y, &st)) return NULL;
   float *rm = running_mean ? running_mean->f : NULL, *rv = running_var ? running_var->f : NULL;
   const float *wf = w ? w->f : NULL, *bf = b ? b->f : NULL;
   #pragma omp parallel for if (x->numel_ > LAT_PAR_MIN && C > 1)
   for (int64_t c = 0; c < C; c++) {
-    float mu, rs;
-    if (training) { /* two passes in double: channels can hold many values */
+    if (training) {
       double s = 0, v = 0;
-      for (int64_t i = 0; i < N; i++) {
-        const float *xp = x->f + (i * C + c) * S;
-        float a = 0;
-        #pragma omp simd reduction(+ : a)
-        for (int64_t k = 0; k < S; k++) a += xp[k];
-        s += a;
-      }
+      for (int64_t i = 0; i < N; i++) s += sum_d(x->f + (i * C + c) * S, S);
       double md = s / (double)m;
-      for (int64_t i = 0; i < N; i++) {
-        const float *xp = x->f + (i * C + c) * S;
-        /* a row in float (vectorised), the rows in double */
-        float a = 0, mf = (float)md;
-        #pragma omp simd reduction(+ : a)
-        for (int64_t k = 0; k < S; k++) a += (xp[k] - mf) * (xp[k] - mf);
-        v += a;
-      }
+      for (int64_t i = 0; i < N; i++) v += squared_deviations_d(x->f + (i * C + c) * S, S, md);
       double var = v / (double)m;
-      mu = (float)md;
-      rs = (float)(1.0 / sqrt(var + eps));
+      set_stats(&st, c, md, var, eps);
       if (rm) rm[c] = (float)((1.0 - momentum) * rm[c] + momentum * md);
-      if (rv) rv[c] = (float)((1.0 - momentum) * rv[c] + momentum * var * (double)m / (double)(m - 1));
+      if (rv)
+        rv[c] = (float)((1.0 - momentum) * rv[c] + momentum * var * (double)m / (double)(m - 1));
     } else {
-      mu = rm[c];
-      rs = (float)(1.0 / sqrt((double)rv[c] + eps));
+      set_stats(&st, c, rm[c], rv[c], eps);
     }
-    mean->f[c] = mu;
-    rstd->f[c] = rs;
+    float mu = st.hi->f[c], lo = st.lo->f[c], rs = st.rstd->f[c];
     float k = wf ? wf[c] * rs : rs, sh = bf ? bf[c] : 0.0f;
     for (int64_t i = 0; i < N; i++) {
       const float *xp = x->f + (i * C + c) * S;
       float *yp = y->f + (i * C + c) * S;
       #pragma omp simd
-      for (int64_t j = 0; j < S; j++) yp[j] = (xp[j] - mu) * k + sh;
+      for (int64_t j = 0; j < S; j++) yp[j] = ((xp[j] - mu) - lo) * k + sh;
     }
   }
   lat_tensor *ins[3] = {x, w, b};
   lat_node *n = lat__record(y, op, batch_norm_backward, 3, ins);
-  if (n) {
-    n->i[0] = training != 0;
-    n->saved[0] = mean;
-    n->saved[1] = rstd;
-  } else {
-    lat_release(mean);
-    lat_release(rstd);
-  }
+  if (n) n->i[0] = training != 0;
+  save_stats(n, &st);
   return y;
 }

@@ -91,7 +91,6 @@ static int amax_backward(lat_node *n, const lat_tensor *gout) {
 
 lat_tensor *lat_amax(lat_tensor *x, int ndims, const int *dims, int keepdim) {
   if (!lat__check_f32(x, "amax", "input")) return NULL;
-  if (x->numel_ == 0) return lat__fail("amax: the tensor is empty");
   int64_t kept[LAT_MAX_DIMS], shape[LAT_MAX_DIMS];
   bool reduce[LAT_MAX_DIMS];
   int nd = reduced_shapes(x, ndims, dims, keepdim, kept, shape, reduce, "amax");
@@ -150,8 +149,10 @@ lat_tensor *lat_argmax(lat_tensor *x, int dim, int keepdim) {
     for (int64_t i = 0; i < inner; i++) {
       const float *s = x->f + o * size * inner + i;
       int64_t best = 0;
-      for (int64_t k = 1; k < size; k++)
-        if (s[k * inner] > s[best * inner]) best = k;
+      for (int64_t k = 1; k < size; k++) { /* as PyTorch: the first maximum, or the first NaN */
+        float v = s[k * inner], m = s[best * inner];
+        if (v > m || (v != v && m == m)) best = k;
+      }
       y->i[o * inner + i] = (int32_t)best;
     }
   return y;

@@ -283,6 +283,6 @@ int lat_clamp_(lat_tensor *t, double lo, double hi) {
   if (check_inplace(t, NULL, "clamp_", "write t = t:clamp(lo, hi)")) return -1;
   float l = (float)lo, h = (float)hi;
   int64_t n = t->numel_;
-  for (int64_t k = 0; k < n; k++) t->f[k] = fminf(fmaxf(t->f[k], l), h);
+  for (int64_t k = 0; k < n; k++) t->f[k] = lat__clampf(t->f[k], l, h);
   return 0;
 }

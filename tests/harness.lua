@@ -65,6 +65,17 @@ local function flat(t)
 end
 H.flat = flat
 
+-- flat(t) for JSON, which has no NaN or infinity and reads -0 as the integer 0: those go as the
+-- strings 'nan', 'inf', '-inf' and '-0.0'
+local function flat_json(t)
+  local out = flat(t)
+  for k, v in ipairs(out) do
+    if v ~= v then out[k] = 'nan' elseif v == math.huge then out[k] = 'inf' elseif v == -math.huge then out[k] = '-inf'
+    elseif v == 0 and 1 / v < 0 then out[k] = '-0.0' end
+  end
+  return out
+end
+
 -- Input spec: {shape} (normal), {shape, 'pos'} (positive, away from 0), {shape, 'away'} (|x| >=
 -- 0.1, away from kinks at 0), {shape, 'int', lo, hi} (int32 in [lo, hi)), {shape, 'unit'}
 -- (uniform [0,1)), {shape, 'const', tensor}.
@@ -98,7 +109,7 @@ function H.ops(rows, seed)
     for j, e in ipairs(row.inputs) do
       local t = make_input(e[2], rng)
       ins[j], names[j] = t, e[1]
-      specs[e[1]] = { shape = t.shape, dtype = t.dtype, data = flat(t) }
+      specs[e[1]] = { shape = t.shape, dtype = t.dtype, data = flat_json(t) }
     end
     local grad_names = row.grad
     if not grad_names then
@@ -120,7 +131,7 @@ function H.ops(rows, seed)
     locals[i] = { ok = ok, res = res, ins = ins, wrt = grad_names }
     cases[i] = {
       expr = row.torch, inputs = specs, wrt = grad_names,
-      gout = ok and flat(res.gout) or cjson.null,
+      gout = ok and flat_json(res.gout) or cjson.null,
     }
     if ok and row.fd ~= false and #wrt > 0 then
       local fd = row.fd or {}
@@ -154,10 +165,14 @@ function H.ops(rows, seed)
       local tol = row.tol or 1e-4
       local function compare(got, want, what)
         local scale = 1
-        for k = 1, #want do scale = math.max(scale, math.abs(want[k])) end
+        for k = 1, #want do
+          if math.abs(want[k]) < math.huge then scale = math.max(scale, math.abs(want[k])) end
+        end
         for k = 1, #want do
           local g = got[k]
-          if not (math.abs(g - want[k]) <= tol * scale) then
+          -- NaN where PyTorch has NaN, and the same infinity, count as equal
+          local special = (g ~= g and want[k] ~= want[k]) or (g == want[k] and math.abs(g) == math.huge)
+          if not special and not (math.abs(g - want[k]) <= tol * scale) then
             error(('%s element %d: lat %.8g, PyTorch %.8g (tolerance %g x %g)'):format(what, k - 1, g, want[k], tol, scale), 0)
           end
         end

@@ -4,6 +4,11 @@
 local H = require 'harness'
 local lat = require 'lat'
 
+-- NaN and -inf in pooling windows: max-pooling gives NaN (the last NaN takes the gradient) as PyTorch
+local nan, inf = 0 / 0, math.huge
+local pool_special = lat.randn({ 1, 2, 4, 6 }, { rng = lat.Generator(3) })
+for k, v in pairs({ [0] = nan, [3] = nan, [7] = nan, [8] = -inf, [13] = inf, [24] = -inf, [25] = -inf, [30] = -inf, [31] = -inf }) do pool_special.f[k] = v end
+
 local function conv(opts) return function(x, w, b) return lat.conv2d(x, w, b, opts) end end
 local function conv_nb(opts) return function(x, w) return lat.conv2d(x, w, nil, opts) end end
 
@@ -81,6 +86,19 @@ H.ops{
     end,
     torch = 'F.avg_pool2d(F.conv2d(F.max_pool2d(F.conv2d(x, w1, b1, padding=1).relu(), 2), w2, padding=1), 5)',
     fd = false }, -- ReLU and max-pool kinks lie too close for finite differences here; each op is checked alone above
+  { name = 'max_pool2d 2x2 with NaN, inf and all -inf windows', inputs = { { 'x', { { 1, 2, 4, 6 }, 'const', pool_special } } },
+    lat = function(x) return lat.max_pool2d(x, 2) end, torch = 'F.max_pool2d(x, 2)', fd = false },
+  { name = 'max_pool2d 3x3 stride 1 pad 1 with NaN, inf and -inf', inputs = { { 'x', { { 1, 2, 4, 6 }, 'const', pool_special } } },
+    lat = function(x) return lat.max_pool2d(x, 3, { stride = 1, padding = 1 }) end, torch = 'F.max_pool2d(x, 3, stride=1, padding=1)', fd = false },
+  { name = 'avg_pool2d with NaN and infinities', inputs = { { 'x', { { 1, 2, 4, 6 }, 'const', pool_special } } },
+    lat = function(x) return lat.avg_pool2d(x, 2) end, torch = 'F.avg_pool2d(x, 2)', fd = false },
+  { name = 'conv2d on an empty batch', inputs = { { 'x', { { 0, 2, 5, 5 } } }, { 'w', { { 3, 2, 3, 3 } } }, { 'b', { { 3 } } } },
+    lat = conv{ padding = 1 }, torch = 'F.conv2d(x, w, b, padding=1)', fd = false },
+  { name = 'max_pool2d on an empty batch', inputs = { { 'x', { { 0, 2, 4, 4 } } } }, lat = function(x) return lat.max_pool2d(x, 2) end, torch = 'F.max_pool2d(x, 2)', fd = false },
+  { name = 'conv2d(x, x): one tensor as input and weight', inputs = { { 'x', { { 2, 2, 3, 3 } } } },
+    lat = function(x) return lat.conv2d(x, x, nil, { padding = 1 }) end, torch = 'F.conv2d(x, x, padding=1)' },
+  { name = 'conv2d(x, x) 1x1 (the im2col path)', inputs = { { 'x', { { 3, 3, 1, 1 } } } },
+    lat = function(x) return lat.conv2d(x, x) end, torch = 'F.conv2d(x, x)' },
 }
 
 local function randn(...) return lat.randn({ ... }) end
@@ -113,6 +131,28 @@ H.test('conv2d empty batch', function()
   local g = lat.grad(y:sum(), { w, b })
   H.near(g[1], lat.zeros({ 3, 2, 3, 3 }), 0)
   H.near(g[2], lat.zeros({ 3 }), 0)
+end)
+
+-- backward (not lat.grad, which fills in zeros): every leaf gets a gradient, zero-size for x
+H.test('conv2d and pooling on an empty batch give x a zero-size gradient, as PyTorch', function()
+  local cases = {
+    { 'conv2d 3x3', function(x, w, b) return lat.conv2d(x, w, b, { padding = 1 }) end, { 3, 2, 3, 3 } },
+    { 'conv2d 1x1', function(x, w, b) return lat.conv2d(x, w, b) end, { 3, 2, 1, 1 } },
+    { 'conv2d stride 2', function(x, w, b) return lat.conv2d(x, w, b, { stride = 2 }) end, { 3, 2, 3, 3 } },
+    { 'max_pool2d', function(x) return lat.max_pool2d(x, 2) end },
+    { 'avg_pool2d', function(x) return lat.avg_pool2d(x, 2) end },
+  }
+  for _, c in ipairs(cases) do
+    local x = lat.randn({ 0, 2, 6, 6 }):requires_grad_(true)
+    local w = c[3] and lat.randn(c[3]):requires_grad_(true)
+    local b = c[3] and lat.randn({ 3 }):requires_grad_(true)
+    c[2](x, w, b):sum():backward()
+    H.assert(x.grad and table.concat(x.grad.shape, ',') == '0,2,6,6', c[1] .. ': x.grad is a [0, 2, 6, 6] tensor')
+    if w then
+      H.near(w.grad, lat.zeros(c[3]), 0, c[1] .. ': zero weight gradient')
+      H.near(b.grad, lat.zeros({ 3 }), 0, c[1] .. ': zero bias gradient')
+    end
+  end
 end)
 
 H.test('max_pool2d ties go to the first maximum, padding never wins', function()

@@ -15,7 +15,8 @@ import torch.nn.functional as F  # noqa: F401  (used by the expressions)
 
 
 def tensor(spec):
-    t = torch.tensor(spec["data"], dtype=torch.float64).reshape(spec["shape"])
+    # float() also reads the strings "nan", "inf" and "-inf" that stand for what JSON lacks
+    t = torch.tensor([float(v) for v in spec["data"]], dtype=torch.float64).reshape(spec["shape"])
     if spec["dtype"] == "int32":
         return t.long()
     if spec["dtype"] == "uint8":
@@ -52,7 +53,7 @@ def run(case):
     out = eval(case["expr"], env)
     res = {"shape": list(out.shape), "out": out.detach().double().reshape(-1).tolist(), "grads": {}}
     if case["wrt"]:
-        gout = torch.tensor(case["gout"], dtype=torch.float64).reshape(out.shape)
+        gout = torch.tensor([float(v) for v in case["gout"]], dtype=torch.float64).reshape(out.shape)
         grads = torch.autograd.grad(out, [env[n] for n in case["wrt"]], gout, allow_unused=True)
         for name, g in zip(case["wrt"], grads):
             g = torch.zeros_like(env[name]) if g is None else g

@@ -108,7 +108,14 @@ end
 -- norm(p, dims, keepdim) with p = 1, 2 or math.huge ('inf')
 function T.norm(x, p, dims, keepdim)
   p = p or 2
-  if p == 2 then return x:mul(x):sum(dims, keepdim):sqrt() end
+  if p == 2 then
+    -- sqrt's derivative is infinite at 0, where the norm's is 0 (as PyTorch has it; a zero start
+    -- of an attack is there): the root of s + [s == 0], less [s == 0], keeps every value and
+    -- makes the gradient at 0 a finite slope times 2x = 0
+    local s = x:mul(x):sum(dims, keepdim)
+    local zero = s:eq(0):float()
+    return s:add(zero):sqrt():sub(zero)
+  end
   if p == 1 then return x:abs():sum(dims, keepdim) end
   if p == math.huge or p == 'inf' then return x:abs():amax(dims, keepdim) end
   raise(('norm: p must be 1, 2 or math.huge, got %s'):format(tostring(p)))
