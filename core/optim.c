@@ -31,7 +31,7 @@ int lat_sgd_step_(lat_tensor *p, lat_tensor *grad, lat_tensor *momentum_buf, dou
   const float neg_lr = (float)-lr;
   const bool use_mom = momentum != 0, nest = nesterov != 0, init = first != 0;
   int64_t n = p->numel_;
-  #pragma omp parallel for simd if (n > LAT_PAR_MIN * 8)
+  #pragma omp parallel for simd if (parallel : n > LAT_PAR_MIN * 8)
   for (int64_t k = 0; k < n; k++) {
     float d = wd != 0 ? fmaf(w[k], wd, g[k]) : g[k];        /* d = g + wd * p */
     if (use_mom) {
@@ -63,7 +63,7 @@ int lat_adamw_step_(lat_tensor *p, lat_tensor *grad, lat_tensor *m, lat_tensor *
   const float neg_step_size = (float)(-lr / bc1), bc2_sqrt = (float)sqrt(bc2);
   const float epsf = (float)eps;
   int64_t n = p->numel_;
-  #pragma omp parallel for simd if (n > LAT_PAR_MIN * 8)
+  #pragma omp parallel for simd if (parallel : n > LAT_PAR_MIN * 8)
   for (int64_t k = 0; k < n; k++) {
     float wk = w[k] * decay;                                 /* decoupled weight decay */
     float gk = g[k];

@@ -266,7 +266,7 @@ int lat_axpy_(lat_tensor *y, double alpha, lat_tensor *x) {
   float *restrict yy = y->f;
   const float *restrict xx = x->f;
   int64_t n = y->numel_;
-  #pragma omp parallel for simd if (n > LAT_PAR_MIN * 8)
+  #pragma omp parallel for simd if (parallel : n > LAT_PAR_MIN * 8)
   for (int64_t k = 0; k < n; k++) yy[k] += a * xx[k];
   return 0;
 }
