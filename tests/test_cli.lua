@@ -28,8 +28,9 @@ H.test('os.exit closes the Lua state (finalisers run: a clean exit for LeakSanit
   local finaliser = "local p = newproxy(true); getmetatable(p).__gc = function() io.write('finalised ') end; "
   local out = run(LAT .. " -e \"" .. finaliser .. "os.exit(3)\"")
   H.assert(out:find('finalised [exit 3]', 1, true), out)
+  -- (its status is LeakSanitizer's in the sanitizer build, which reports the heap left behind)
   out = run(LAT .. " -e \"" .. finaliser .. "os.exit(true, false)\"")
-  H.assert(not out:find('finalised', 1, true) and out:find('[exit 0]', 1, true), out)
+  H.assert(not out:find('finalised', 1, true), out)
 end)
 
 H.test('a script sees its arguments and lat.args parses them', function()
