@@ -20,6 +20,10 @@ if [ -z "$build" ]; then
 fi
 work=$build/fuzz
 export LAT_NUM_THREADS=1 OMP_NUM_THREADS=1
+# the targets' scratch files (fuzz_file.c), removed even when a target died before its atexit
+LAT_FUZZ_TMP=$(mktemp -d /dev/shm/lat-fuzz.XXXXXX)
+export LAT_FUZZ_TMP
+trap 'rm -rf "$LAT_FUZZ_TMP"' EXIT
 
 status=0
 printf '%-12s %9s %6s %7s  %s\n' target exec/s cov ft result
