@@ -18,9 +18,13 @@ cd "$(dirname "$0")/.."
 #   gnuplot-nox                        line and scatter plots as PNG (lat.plot; optional at run time)
 #   python3-ipykernel jupyter-client jupyter-nbconvert jupyter-notebook
 #                                      the notebooks: lat's Jupyter kernel, its test, running them in CI, opening them
+#   clang libclang-rt-14-dev libomp-14-dev
+#                                      the fuzz build (tests/fuzz/run.sh): clang, its libFuzzer and
+#                                      sanitizer runtimes, and its OpenMP runtime
 PACKAGES="build-essential cmake pkg-config libluajit-5.1-dev libopenblas-dev libopenblas0-openmp libpng-dev
   libzstd-dev zlib1g-dev libedit-dev lua-cjson python3-torch python3-numpy bc zstd gnuplot-nox
-  python3-ipykernel jupyter-client jupyter-nbconvert jupyter-notebook"
+  python3-ipykernel jupyter-client jupyter-nbconvert jupyter-notebook
+  clang libclang-rt-14-dev libomp-14-dev"
 
 missing=""
 for p in $PACKAGES; do

@@ -3,9 +3,14 @@
  * Sizes are rounded up to one of four classes per power of two; freed blocks wait on a free
  * list of their class. Large blocks come from mmap and ask for transparent huge pages. */
 #include "internal.h"
+#include <sanitizer/asan_interface.h> /* the ASAN_ macros do nothing unless built with ASan */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+
+/* Under AddressSanitizer (LAT_SANITIZE, the fuzz build) a block handed out is addressable for
+ * the bytes asked for only, and a cached block is poisoned past its free-list link, so that ASan
+ * reports overruns of tensor buffers and use after release as it would with malloc. */
 
 enum { N_CLASSES = 256, MMAP_MIN = 1 << 20 };
 
@@ -45,6 +50,7 @@ static void *fresh_block(size_t bytes) {
 }
 
 static void release_block(void *p, size_t bytes) {
+  ASAN_UNPOISON_MEMORY_REGION(p, bytes);
   if (bytes >= MMAP_MIN) munmap(p, bytes);
   else free(p);
 }
@@ -64,6 +70,8 @@ void *lat__alloc(size_t bytes) {
   }
   if (!p) p = fresh_block(rounded);
   if (!p) return lat__fail("out of memory allocating %zu bytes", bytes);
+  ASAN_UNPOISON_MEMORY_REGION(p, bytes);
+  ASAN_POISON_MEMORY_REGION((char *)p + bytes, rounded - bytes);
   #pragma omp critical(lat_alloc)
   {
     live += (int64_t)rounded;
@@ -76,6 +84,9 @@ void lat__free(void *p, size_t bytes) {
   if (!p) return;
   size_t rounded;
   int c = size_class(bytes ? bytes : 1, &rounded);
+  /* before the block is on the list, where another thread may take it */
+  ASAN_UNPOISON_MEMORY_REGION(p, sizeof(block));
+  ASAN_POISON_MEMORY_REGION((char *)p + sizeof(block), rounded - sizeof(block));
   #pragma omp critical(lat_alloc)
   {
     live -= (int64_t)rounded;

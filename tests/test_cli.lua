@@ -24,6 +24,15 @@ H.test('-e evaluates a snippet with lat loaded', function()
   H.assert(out:find('broken', 1, true) and out:find('[exit 1]', 1, true), out)
 end)
 
+H.test('os.exit closes the Lua state (finalisers run: a clean exit for LeakSanitizer) and keeps its status', function()
+  local finaliser = "local p = newproxy(true); getmetatable(p).__gc = function() io.write('finalised ') end; "
+  local out = run(LAT .. " -e \"" .. finaliser .. "os.exit(3)\"")
+  H.assert(out:find('finalised [exit 3]', 1, true), out)
+  -- (its status is LeakSanitizer's in the sanitizer build, which reports the heap left behind)
+  out = run(LAT .. " -e \"" .. finaliser .. "os.exit(true, false)\"")
+  H.assert(not out:find('finalised', 1, true), out)
+end)
+
 H.test('a script sees its arguments and lat.args parses them', function()
   local script = write(tmpdir .. '/args_script.lua', [[
 local lat = require 'lat'
