@@ -52,7 +52,8 @@ int lat__json_expect(lat_json *j, char c, const char *what);
 /* a string, unescaped into a new NUL-terminated buffer (malloc); NULL on error. Strings that
  * would contain a NUL byte are rejected. */
 char *lat__json_string(lat_json *j);
-/* a non-negative integer below 2^63 written in plain decimal; -1 on error */
+/* a non-negative integer below 2^62 written in plain decimal (no fraction, no exponent); -1
+ * on error */
 int64_t lat__json_uint(lat_json *j);
 
 /* A growing byte buffer for writing JSON. ok drops to 0 when memory runs out. */

@@ -246,6 +246,27 @@ H.test('bad JSON in the header', function()
   end
 end)
 
+H.test('integers beyond 2^62 in shapes and offsets are refused, not wrapped modulo 2^64', function()
+  local data = string.rep('\0', 32)
+  local cases = {
+    -- 2^64 + 8 wrapped to 8, which matched the 32 bytes of data
+    { '{"a":{"dtype":"F32","shape":[18446744073709551624],"data_offsets":[0,32]}}', 'too large' },
+    { '{"a":{"dtype":"U8","shape":[32],"data_offsets":[18446744073709551616,18446744073709551648]}}', 'too large' },
+    { '{"a":{"dtype":"U8","shape":[32],"data_offsets":[0,36893488147419103264]}}', 'too large' },
+    { '{"a":{"dtype":"U8","shape":[4611686018427387904],"data_offsets":[0,32]}}', 'too large' },
+    { '{"a":{"dtype":"U8","shape":[32],"data_offsets":[0,3.2e1]}}', 'fractional' },
+    { '{"a":{"dtype":"U8","shape":[32],"data_offsets":[0,32e0]}}', 'exponent' },
+    { '{"a":{"dtype":"U8","shape":[32],"data_offsets":[0,32E0]}}', 'exponent' },
+    { '{"a":{"dtype":"U8","shape":[32],"data_offsets":[-0,32]}}', 'negative' },
+  }
+  for i, c in ipairs(cases) do
+    local ok, err = pcall(rejects, raw('int' .. i .. '.safetensors', c[1], data), c[2])
+    H.assert(ok, ('case %d (%s): %s'):format(i, c[1], tostring(err)))
+  end
+  -- the largest accepted integer still parses (and is then refused as a size mismatch)
+  rejects(raw('int_max.safetensors', '{"a":{"dtype":"U8","shape":[4611686018427387903],"data_offsets":[0,32]}}', data), 'size mismatch')
+end)
+
 H.test('offsets out of range, overlapping or leaving holes', function()
   local d12 = string.rep('\0', 12)
   rejects(raw('o1.safetensors', '{' .. entry('a', 'F32', { 1 }, 0, 4) .. ',' .. entry('b', 'F32', { 0 }, 8, 4) .. '}', d12),
