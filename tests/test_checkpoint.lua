@@ -453,4 +453,45 @@ H.test('lat reads what numpy writes (and what zstd compresses, in several frames
   rejects(p .. '.g.zst', '3 bytes after the last tensor')
 end)
 
+H.test('lat.models.load checks the saved model options before building anything', function()
+  local function hostile(name, model, config)
+    local p = DIR .. '/' .. name .. '.safetensors'
+    lat.save(p, { w = lat.zeros(1) }, { metadata = { model = model, config = config } })
+    return p
+  end
+  local p = hostile('mlp_huge', 'MLP', '{"sizes":[2147483647,2147483647]}')
+  H.assert(#slurp(p) < 200, 'the hostile file is small')
+  local cases = {
+    { 'mlp_huge', 'MLP', '{"sizes":[2147483647,2147483647]}', 'at least 461168601413242', 'holds 1 values' },
+    { 'mlp_big', 'MLP', '{"sizes":[100000,100000]}', 'parameters' },
+    { 'mlp_wrap', 'MLP', '{"sizes":[4294967296,4294967296]}', "field 'sizes'", 'integers from 0 to 2^31 - 1' },
+    { 'mlp_frac', 'MLP', '{"sizes":[1.5,2]}', "field 'sizes' is [1.5,2]" },
+    { 'mlp_str', 'MLP', '{"sizes":"784,10"}', "field 'sizes'" },
+    { 'mlp_obj', 'MLP', '{"sizes":{"1":2}}', "field 'sizes'" },
+    { 'mlp_none', 'MLP', '{}', "field 'sizes' is missing" },
+    { 'not_object', 'MLP', '5', 'not a JSON object' },
+    { 'gpt_novocab', 'GPT', '{"max_len":8}', "field 'vocab' is missing" },
+    { 'gpt_layers', 'GPT', '{"vocab":4,"max_len":4,"dim":8,"heads":2,"layers":1000000000}', 'parameters' },
+    { 'gpt_dim', 'GPT', '{"vocab":4,"max_len":4,"dim":-8}', "field 'dim' is -8", 'from 1 to 2^31 - 1' },
+    { 'gpt_drop', 'GPT', '{"vocab":4,"max_len":4,"dropout":2}', "field 'dropout' is 2", '[0, 1)' },
+    { 'tc_pad', 'TransformerClassifier', '{"vocab":4,"max_len":4,"pad_id":0.5}', "field 'pad_id'" },
+    { 'resnet_lists', 'ResNet', '{"widths":[4,8],"blocks":[1]}', "'widths' and 'blocks' have 2 and 1 entries" },
+    { 'cnn_width', 'SmallCNN', '{"width":1e300}', "field 'width'" },
+    { 'cnn_bias', 'SmallCNN', '{"bias":"no"}', "field 'bias'", 'true or false' },
+    { 'block', 'BasicBlock', '{}', 'no lat.models class recorded' },
+  }
+  local before = lat.memory().peak
+  for _, c in ipairs(cases) do
+    local path = hostile(c[1], c[2], c[3])
+    local ok, err = pcall(H.raises, function() lat.models.load(path) end, path, unpack(c, 4))
+    H.assert(ok, c[1] .. ': ' .. tostring(err))
+  end
+  H.assert(lat.memory().peak - before < 2^20, 'the rejected files allocated memory')
+  -- a real model's options still pass, unknown fields are ignored
+  local m = lat.models.MLP{ sizes = { 3, 4, 2 } }
+  local path = DIR .. '/mlp_ok.safetensors'
+  lat.models.save(m, path)
+  H.near(lat.models.load(path)(lat.ones(1, 3)), m(lat.ones(1, 3)), 0, 'reloaded MLP')
+end)
+
 H.finish()
