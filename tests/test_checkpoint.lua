@@ -494,4 +494,54 @@ H.test('lat.models.load checks the saved model options before building anything'
   H.near(lat.models.load(path)(lat.ones(1, 3)), m(lat.ones(1, 3)), 0, 'reloaded MLP')
 end)
 
+-- A zstd frame written by hand: the safetensors header in a raw block, then `zeros` bytes of
+-- data as run-length blocks of 128 KiB, 4 bytes each (how a 33 KB file decodes to 1 GB). With
+-- sized, the frame header states the content size.
+local function zstd_bomb(name, zeros, sized)
+  local header = '{"w":{"dtype":"U8","shape":[' .. zeros .. '],"data_offsets":[0,' .. zeros .. ']}}'
+  header = header .. string.rep(' ', (8 - #header % 8) % 8)
+  local head = le64(#header) .. header
+  local function u24(v) return string.char(v % 256, math.floor(v / 256) % 256, math.floor(v / 65536)) end
+  local out = { '\40\181\47\253', sized and '\192' or '\0', '\80' } -- magic, descriptor, 1 MiB window
+  if sized then out[#out + 1] = le64(#head + zeros) end
+  out[#out + 1] = u24(#head * 8) .. head -- a raw block
+  local block = 128 * 1024
+  for left = zeros, 1, -block do
+    local n = math.min(block, left)
+    out[#out + 1] = u24(n * 8 + 2 + (left <= block and 1 or 0)) .. '\0' -- RLE, last flag
+  end
+  return spit(DIR .. '/' .. name, table.concat(out))
+end
+
+-- loads path in a fresh process (after lat.set_read_limit(limit) if given); the load must fail
+-- at once with each of the strings in the message and the process's peak memory must stay low
+local function refuses_cheaply(path, limit, ...)
+  local out, peak = H.child(("%s local t0 = require('lat.sys').now(); local ok, err = pcall(lat.load, %q)\n" ..
+    "print(ok, err); print(('seconds %%.3f'):format(require('lat.sys').now() - t0))")
+    :format(limit and ('lat.set_read_limit(%d)'):format(limit) or '', path))
+  H.assert(out:find('^false'), 'the bomb loaded: ' .. out, 2)
+  for _, s in ipairs({ path, ... }) do H.assert(out:find(s, 1, true), ("message lacks '%s': %s"):format(s, out), 2) end
+  H.assert(peak < 48 * 2^20, ('peak memory %.0f MiB: %s'):format(peak / 2^20, out), 2)
+  H.assert(tonumber(out:match('seconds ([%d.]+)')) < 1, 'the refusal took long: ' .. out, 2)
+end
+
+H.test('zstd bombs are refused before decoding them, with or without a stated size', function()
+  local MiB = 2^20
+  local ok = zstd_bomb('bomb_ok.safetensors.zst', 4 * MiB, true)
+  H.assert(lat.load(ok).w:numel() == 4 * MiB, 'the hand-made frame is valid zstd')
+  local sized = zstd_bomb('bomb_sized.safetensors.zst', 256 * MiB, true)
+  local unsized = zstd_bomb('bomb_unsized.safetensors.zst', 256 * MiB, false)
+  H.assert(#slurp(sized) < 10000, 'the bomb is small')
+  -- under the default read limit, 256 MiB from 8 KB is beyond any plausible compression ratio
+  refuses_cheaply(sized, nil, '8289 compressed bytes would decode to 2684355', 'decompression bomb', 'read limit')
+  refuses_cheaply(unsized, nil, 'decompression bomb', 'read limit')
+  -- and under a limit the caller set, a real (compressible) checkpoint beyond it is refused too
+  lat.save(DIR .. '/zeros.safetensors.zst', { w = lat.zeros(4 * MiB) })
+  refuses_cheaply(DIR .. '/zeros.safetensors.zst', MiB, 'would decode to', 'read limit of 1048576 bytes')
+  refuses_cheaply(ok, MiB, 'read limit of 1048576 bytes')
+  lat.save(DIR .. '/plain_big.safetensors', { w = lat.zeros(MiB) })
+  refuses_cheaply(DIR .. '/plain_big.safetensors', MiB, 'read limit of 1048576 bytes')
+  H.assert(lat.load(DIR .. '/zeros.safetensors.zst').w:numel() == 4 * MiB, 'the default limit reads it')
+end)
+
 H.finish()
