@@ -32,6 +32,7 @@ int lat__source_check(const lat_source *s, int64_t decoded);
 void lat__source_close(lat_source *s);
 
 /* ---- writing a file atomically: path.tmp.<pid>, fsync, rename over path (io_stream.c) ---- */
+/* Opening a sink also removes the temporaries of path that killed writers left behind. */
 typedef struct lat_sink lat_sink;
 /* zstd_level 0 writes the bytes as they are; total is the number of bytes that will be written
  * (recorded in the zstd frame header). */

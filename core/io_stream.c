@@ -2,12 +2,15 @@
  * and writing one atomically (path.tmp.<pid>, fsync, rename over path, fsync the directory). */
 #define _GNU_SOURCE
 #include "io.h"
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <zstd.h>
 
@@ -168,6 +171,40 @@ void lat__sink_abort(lat_sink *s) {
   sink_free(s);
 }
 
+/* A killed writer leaves path.tmp.<pid> behind. Before writing path again, remove those of dead
+ * processes (kill gives ESRCH; EPERM means alive, under another user) that nothing has touched
+ * for STALE_SECONDS, so that a writer whose pid was reused, or that is merely slow, keeps its
+ * file. Best effort: a temporary that cannot be removed stays. */
+enum { STALE_SECONDS = 10 };
+
+static void remove_stale_temporaries(const char *path) {
+  const char *slash = strrchr(path, '/');
+  const char *base = slash ? slash + 1 : path;
+  char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+  DIR *d = dir ? opendir(dir) : NULL;
+  size_t blen = strlen(base);
+  struct dirent *e;
+  while (d && (e = readdir(d)) != NULL) {
+    const char *name = e->d_name;
+    if (strncmp(name, base, blen) != 0 || strncmp(name + blen, ".tmp.", 5) != 0) continue;
+    const char *digits = name + blen + 5;
+    char *end;
+    errno = 0;
+    long pid = strtol(digits, &end, 10);
+    if (*digits < '1' || *digits > '9' || *end || errno || pid <= 0 || pid > INT32_MAX ||
+        pid == (long)getpid())
+      continue;
+    struct stat st;
+    if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+    if (fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
+        time(NULL) - st.st_mtime < STALE_SECONDS)
+      continue;
+    unlinkat(dirfd(d), name, 0);
+  }
+  if (d) closedir(d);
+  free(dir);
+}
+
 lat_sink *lat__sink_open(const char *path, int zstd_level, int64_t total) {
   lat_sink *s = calloc(1, sizeof *s);
   size_t len = strlen(path);
@@ -181,6 +218,7 @@ lat_sink *lat__sink_open(const char *path, int zstd_level, int64_t total) {
     return lat__fail("checkpoint %s: out of memory", path);
   }
   snprintf(s->tmp, len + 32, "%s.tmp.%ld", path, (long)getpid());
+  remove_stale_temporaries(path);
   if (zstd_level != 0) {
     s->z = ZSTD_createCCtx();
     s->outcap = ZSTD_CStreamOutSize();

@@ -128,6 +128,32 @@ H.test('a leftover temporary file changes nothing', function()
   os.remove(p .. '.tmp.99999')
 end)
 
+H.test('saving removes the temporaries that killed writers left, and only those', function()
+  local p = DIR .. '/stale.safetensors'
+  local function dead_pid() return tonumber(sh('sh -c \'echo $$\'')) end -- a shell that has exited
+  local live = tonumber(sh('sleep 60 > /dev/null 2>&1 & echo $!'))
+  local files = {
+    dead_old = p .. '.tmp.' .. dead_pid(), dead_old2 = p .. '.tmp.' .. dead_pid(),
+    dead_new = p .. '.tmp.' .. dead_pid(),              -- too recent: perhaps a slow writer
+    live_old = p .. '.tmp.' .. live,                    -- a live process's, however old
+    live_parent = p .. '.tmp.1',                        -- init's: alive, though not ours to signal
+    other_target = DIR .. '/other.safetensors.tmp.' .. dead_pid(),
+    not_a_pid = p .. '.tmp.12x', longer_name = p .. '.zst.tmp.' .. dead_pid(),
+  }
+  for k, f in pairs(files) do
+    spit(f, 'half a checkpoint')
+    if k ~= 'dead_new' then sh(("touch -d '1 minute ago' '%s'"):format(f)) end
+  end
+  lat.save(p, { w = lat.ones(2) })
+  os.execute('kill ' .. live)
+  for k, f in pairs(files) do
+    local gone = k == 'dead_old' or k == 'dead_old2'
+    H.assert(exists(f) ~= gone, ('%s (%s) %s'):format(k, f, gone and 'was left' or 'was removed'))
+    os.remove(f)
+  end
+  same_set(lat.load(p), { w = lat.ones(2) })
+end)
+
 H.test('a writer killed with SIGKILL leaves the old checkpoint intact', function()
   for _, name in ipairs{ 'killed.safetensors', 'killed.safetensors.zst' } do
     local p = DIR .. '/' .. name
