@@ -30,9 +30,8 @@ static const char *gz_message(gzFile f) {
   return m && *m ? m : "read error";
 }
 
-static lat_tensor *fail_close(gzFile f, void *buf, lat_tensor *t) {
+static lat_tensor *fail_close(gzFile f, lat_tensor *t) {
   gzclose(f);
-  free(buf);
   lat_release(t);
   return NULL;
 }
@@ -46,28 +45,28 @@ lat_tensor *lat_read_idx(const char *path) {
   int64_t got = read_some(f, head, 4);
   if (got < 0) {
     lat__fail("read_idx: '%s': %s", path, gz_message(f));
-    return fail_close(f, NULL, NULL);
+    return fail_close(f, NULL);
   }
   if (got < 4) {
     lat__fail("read_idx: '%s' is truncated: %lld bytes, shorter than the 4-byte IDX header",
               path, (long long)got);
-    return fail_close(f, NULL, NULL);
+    return fail_close(f, NULL);
   }
   if (head[0] != 0 || head[1] != 0) {
     lat__fail("read_idx: '%s' is not an IDX file (magic starts %02x %02x, expected 00 00)", path,
               head[0], head[1]);
-    return fail_close(f, NULL, NULL);
+    return fail_close(f, NULL);
   }
   if (head[2] != 0x08) {
     lat__fail("read_idx: '%s' has data type 0x%02x; only 0x08 (unsigned byte) is supported", path,
               head[2]);
-    return fail_close(f, NULL, NULL);
+    return fail_close(f, NULL);
   }
   int ndim = head[3];
   if (ndim < 1 || ndim > LAT_MAX_DIMS) {
     lat__fail("read_idx: '%s' declares %d dimensions; 1 to %d are supported", path, ndim,
               LAT_MAX_DIMS);
-    return fail_close(f, NULL, NULL);
+    return fail_close(f, NULL);
   }
   unsigned char dims[4 * LAT_MAX_DIMS];
   got = read_some(f, dims, 4 * ndim);
@@ -75,7 +74,7 @@ lat_tensor *lat_read_idx(const char *path) {
     if (got < 0) lat__fail("read_idx: '%s': %s", path, gz_message(f));
     else lat__fail("read_idx: '%s' is truncated inside its header (%d dimension sizes declared)",
                    path, ndim);
-    return fail_close(f, NULL, NULL);
+    return fail_close(f, NULL);
   }
   int64_t shape[LAT_MAX_DIMS], total = 1;
   for (int d = 0; d < ndim; d++) {
@@ -84,12 +83,12 @@ lat_tensor *lat_read_idx(const char *path) {
     if (v == 0 || v > INT32_MAX) {
       lat__fail("read_idx: '%s': dimension %d has size %lu (expected 1 to %d)", path, d + 1,
                 (unsigned long)v, INT32_MAX);
-      return fail_close(f, NULL, NULL);
+      return fail_close(f, NULL);
     }
     shape[d] = v;
     if (total > (INT64_C(1) << IDX_MAX_BYTES_LOG2) / (int64_t)v) {
       lat__fail("read_idx: '%s': the declared size exceeds 2^%d bytes", path, IDX_MAX_BYTES_LOG2);
-      return fail_close(f, NULL, NULL);
+      return fail_close(f, NULL);
     }
     total *= v;
   }
@@ -102,24 +101,24 @@ lat_tensor *lat_read_idx(const char *path) {
   if (!compressed && present < total) {
     lat__fail("read_idx: '%s' is truncated: %lld of %lld data bytes present", path,
               (long long)present, (long long)total);
-    return fail_close(f, NULL, NULL);
+    return fail_close(f, NULL);
   }
   char who[300];
   snprintf(who, sizeof who, "read_idx: '%.250s'", path);
-  if (lat__check_decoded(who, total, stored, compressed)) return fail_close(f, NULL, NULL);
+  if (lat__check_decoded(who, total, stored, compressed)) return fail_close(f, NULL);
   /* pages of the tensor are touched only as data arrives, so a lying gzip header costs no more
    * memory than the data its stream really holds */
   lat_tensor *t = lat__new(LAT_U8, ndim, shape);
-  if (!t) return fail_close(f, NULL, NULL);
+  if (!t) return fail_close(f, NULL);
   int64_t have = read_some(f, t->data, total);
   if (have < 0) {
     lat__fail("read_idx: '%s' is corrupt: %s", path, gz_message(f));
-    return fail_close(f, NULL, t);
+    return fail_close(f, t);
   }
   if (have < total) {
     lat__fail("read_idx: '%s' is truncated: %lld of %lld data bytes present", path,
               (long long)have, (long long)total);
-    return fail_close(f, NULL, t);
+    return fail_close(f, t);
   }
   unsigned char extra;
   got = read_some(f, &extra, 1);
@@ -127,7 +126,7 @@ lat_tensor *lat_read_idx(const char *path) {
     if (got < 0) lat__fail("read_idx: '%s' is corrupt: %s", path, gz_message(f));
     else lat__fail("read_idx: '%s' has bytes after the %lld data bytes its header declares",
                    path, (long long)total);
-    return fail_close(f, NULL, t);
+    return fail_close(f, t);
   }
   int rc = gzclose(f);
   if (rc != Z_OK) {
