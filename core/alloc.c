@@ -56,6 +56,9 @@ static void release_block(void *p, size_t bytes) {
 }
 
 void *lat__alloc(size_t bytes) {
+  if (bytes > (size_t)LAT_MAX_BYTES) /* also keeps size_class's rounding from overflowing */
+    return lat__fail("cannot allocate %zu bytes: more than 2^%d, the most lat allocates", bytes,
+                     LAT_MAX_BYTES_LOG2);
   size_t rounded;
   int c = size_class(bytes ? bytes : 1, &rounded);
   void *p = NULL;

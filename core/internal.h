@@ -37,12 +37,20 @@ lat_tensor *lat__zeros_like(const lat_tensor *t);
 lat_tensor *lat__view(lat_tensor *t, int64_t offset, int ndim, const int64_t *shape);
 int lat__norm_dim(const lat_tensor *t, int dim, const char *op); /* -1 (with error) if invalid */
 bool lat__check_f32(const lat_tensor *t, const char *op, const char *arg);
+/* the product of sizes that are known to be valid (those of an existing tensor) */
 int64_t lat__prod(const int64_t *shape, int n);
 /* Every in-place write calls this first, once its other checks have passed: refuses the write
  * (-1) where autograd could not follow it (grad mode and dst or src requiring gradients) or
  * where it would be lost (dst a copy made by narrow), else counts it in dst's version. src may
  * be NULL; rewrite is the out-of-place form to suggest ("t = t + x") or NULL. */
 int lat__begin_write(lat_tensor *dst, const lat_tensor *src, const char *op, const char *rewrite);
+/* Tensors and buffers are refused above this many bytes, before any allocation: no machine
+ * gives more, and every product of sizes below it fits in int64_t with room to spare. */
+#define LAT_MAX_BYTES_LOG2 48
+#define LAT_MAX_BYTES ((int64_t)1 << LAT_MAX_BYTES_LOG2)
+/* The element count of a new tensor of this shape, or -1 with a message naming the shape if a
+ * size is negative, the dtype or ndim is invalid, or the bytes would exceed LAT_MAX_BYTES. */
+int64_t lat__numel_checked(int dtype, int ndim, const int64_t *shape);
 
 /* ---- autograd (autograd.c) ---- */
 enum { LAT_NODE_MAX_IN = 4, LAT_NODE_MAX_SAVED = 4 };

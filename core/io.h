@@ -6,6 +6,18 @@
 #include "internal.h"
 #include <stdint.h>
 
+/* ---- how much reading a file may produce (io_limit.c) ---- */
+/* A compressed file may decode to at most LAT_MAX_RATIO times its size (deflate cannot exceed
+ * 1032; zstd can, but only on data such as long runs of zeros), except that up to LAT_RATIO_FREE
+ * bytes are always allowed, and never to more than lat_read_limit(). */
+enum { LAT_MAX_RATIO = 1100 };
+#define LAT_RATIO_FREE ((int64_t)64 << 20)
+/* the most bytes a file of `stored` bytes may decode to */
+int64_t lat__decoded_cap(int64_t stored, int compressed);
+/* 0 if decoding to `decoded` bytes is within both bounds, else -1 with a message that starts with
+ * who (the reader and the file, e.g. "checkpoint x.zst") and names the limit */
+int lat__check_decoded(const char *who, int64_t decoded, int64_t stored, int compressed);
+
 /* ---- reading a file in order, plain or zstd-compressed (io_stream.c) ---- */
 typedef struct lat_source lat_source;
 /* Opens path; a file that starts with the zstd magic number is decompressed as it is read. */
@@ -15,9 +27,12 @@ int64_t lat__source_read(lat_source *s, void *buf, int64_t n);
 /* The size of the (uncompressed) contents if known before reading them, else -1. */
 int64_t lat__source_size(const lat_source *s);
 int lat__source_compressed(const lat_source *s);
+/* 0 if the contents may be `decoded` bytes long (lat__check_decoded for this file), else -1 */
+int lat__source_check(const lat_source *s, int64_t decoded);
 void lat__source_close(lat_source *s);
 
 /* ---- writing a file atomically: path.tmp.<pid>, fsync, rename over path (io_stream.c) ---- */
+/* Opening a sink also removes the temporaries of path that killed writers left behind. */
 typedef struct lat_sink lat_sink;
 /* zstd_level 0 writes the bytes as they are; total is the number of bytes that will be written
  * (recorded in the zstd frame header). */
@@ -52,7 +67,8 @@ int lat__json_expect(lat_json *j, char c, const char *what);
 /* a string, unescaped into a new NUL-terminated buffer (malloc); NULL on error. Strings that
  * would contain a NUL byte are rejected. */
 char *lat__json_string(lat_json *j);
-/* a non-negative integer below 2^63 written in plain decimal; -1 on error */
+/* a non-negative integer below 2^62 written in plain decimal (no fraction, no exponent); -1
+ * on error */
 int64_t lat__json_uint(lat_json *j);
 
 /* A growing byte buffer for writing JSON. ok drops to 0 when memory runs out. */

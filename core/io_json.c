@@ -145,14 +145,20 @@ int64_t lat__json_uint(lat_json *j) {
     return fail(j, "expected a non-negative integer"), -1;
   if (j->s[p] == '0' && p + 1 < j->n && j->s[p + 1] >= '0' && j->s[p + 1] <= '9')
     return fail(j, "a number with a leading zero"), -1;
+  /* below 2^62, tested before each step so that v * 10 + digit cannot wrap modulo 2^64 */
+  const uint64_t limit = (uint64_t)1 << 62;
   uint64_t v = 0;
   while (p < j->n && j->s[p] >= '0' && j->s[p] <= '9') {
-    v = v * 10 + (uint64_t)(j->s[p] - '0');
-    if (v >= (uint64_t)1 << 62) return fail(j, "an integer too large for a size or offset"), -1;
+    uint64_t digit = (uint64_t)(j->s[p] - '0');
+    if (v > (limit - 1 - digit) / 10)
+      return fail(j, "an integer too large for a size or offset (2^62 or more)"), -1;
+    v = v * 10 + digit;
     p++;
   }
-  if (p < j->n && (j->s[p] == '.' || j->s[p] == 'e' || j->s[p] == 'E'))
+  if (p < j->n && j->s[p] == '.')
     return fail(j, "a fractional number where an integer belongs"), -1;
+  if (p < j->n && (j->s[p] == 'e' || j->s[p] == 'E'))
+    return fail(j, "a number with an exponent where an integer belongs"), -1;
   j->pos = p;
   return (int64_t)v;
 }

@@ -1,15 +1,16 @@
 /* io_png.c: PNG files to uint8 [C, H, W] tensors and back, through libpng; a corrupt file is an
  * error (libpng's longjmp lands here), never an abort. */
-#include "internal.h"
+#include "io.h"
 #include <errno.h>
 #include <math.h>
 #include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
-enum { PNG_MAX_SIDE = 1 << 16 };         /* refuse images wider or taller than this */
-#define PNG_MAX_BYTES ((int64_t)1 << 31) /* and decoded images larger than 2 GiB */
+enum { PNG_MAX_SIDE = 1 << 16 };   /* refuse images wider or taller than this */
+enum { PNG_MAX_CHUNK = 8 << 20 };  /* and ancillary chunks that decode to more than 8 MiB */
 
 typedef struct { const char *path; char msg[200]; } png_ctx;
 
@@ -30,6 +31,8 @@ lat_tensor *lat_read_png(const char *path) {
     return lat__fail("read_png: '%s' is not a PNG file (bad signature)", path);
   }
   png_ctx ctx = { path, "" };
+  char who[300];
+  snprintf(who, sizeof who, "read_png: '%.250s'", path);
   png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &ctx, on_error, on_warning);
   png_infop info = png ? png_create_info_struct(png) : NULL;
   if (!info) {
@@ -41,18 +44,30 @@ lat_tensor *lat_read_png(const char *path) {
   unsigned char *volatile pixels = NULL;
   png_bytep *volatile rows = NULL;
   lat_tensor *volatile out = NULL;
-  if (setjmp(png_jmpbuf(png))) {
+  int jumped = setjmp(png_jmpbuf(png));
+  if (jumped) {
     png_destroy_read_struct(&png, &info, NULL);
     fclose(fp);
     free(pixels);
     free(rows);
     lat_release(out);
+    if (jumped == 2) return NULL; /* refused by a size check, whose message is set */
     return lat__fail("read_png: '%s' is corrupt: %s", path, ctx.msg[0] ? ctx.msg : "read error");
   }
   png_init_io(png, fp);
   png_set_sig_bytes(png, 8);
   png_set_user_limits(png, PNG_MAX_SIDE, PNG_MAX_SIDE);
+  /* ancillary chunks (text, ICC profiles) are compressed too: bound them and their number */
+  png_set_chunk_malloc_max(png, PNG_MAX_CHUNK);
+  png_set_chunk_cache_max(png, 1000);
   png_read_info(png, info);
+  /* the inflated stream (a filter byte and the packed pixels of each row) is what the file's size
+   * bounds; expanding palettes and low bit depths multiplies it afterwards, by at most 32 */
+  struct stat st;
+  int64_t stored = fstat(fileno(fp), &st) == 0 ? (int64_t)st.st_size : 0;
+  int64_t inflated = (int64_t)png_get_image_height(png, info) *
+                     ((int64_t)png_get_rowbytes(png, info) + 1);
+  if (lat__check_decoded(who, inflated, stored, 1)) png_longjmp(png, 2);
   /* normalise: palette to RGB, low-bit gray to 8 bits, tRNS to alpha, 16 bits to 8 */
   png_set_expand(png);
   png_set_scale_16(png);
@@ -60,23 +75,26 @@ lat_tensor *lat_read_png(const char *path) {
   png_read_update_info(png, info);
   int64_t w = png_get_image_width(png, info), h = png_get_image_height(png, info);
   int c = png_get_channels(png, info);
-  if (png_get_bit_depth(png, info) != 8 || c < 1 || c > 4 || (int64_t)w * h * c > PNG_MAX_BYTES)
-    png_error(png, "unsupported pixel layout or size after conversion to 8 bits");
+  if (png_get_bit_depth(png, info) != 8 || c < 1 || c > 4)
+    png_error(png, "unsupported pixel layout after conversion to 8 bits");
+  if (lat__check_decoded(who, w * h * c, stored, 0)) png_longjmp(png, 2);
   size_t stride = png_get_rowbytes(png, info);
   if (stride != (size_t)(w * c)) png_error(png, "unexpected row size");
-  pixels = malloc((size_t)(h * stride));
-  rows = malloc((size_t)h * sizeof(png_bytep));
-  if (!pixels || !rows) png_error(png, "out of memory");
-  for (int64_t y = 0; y < h; y++) rows[y] = pixels + y * stride;
-  png_read_image(png, rows);
-  png_read_end(png, NULL);
   int64_t shape[3] = { c, h, w };
   out = lat__new(LAT_U8, 3, shape);
   if (!out) png_error(png, "out of memory for the tensor");
+  /* one channel: HWC is CHW, decode straight into the tensor */
+  pixels = c == 1 ? NULL : malloc((size_t)(h * stride));
+  rows = malloc((size_t)h * sizeof(png_bytep));
+  if ((c > 1 && !pixels) || !rows) png_error(png, "out of memory");
+  unsigned char *dst = c == 1 ? out->u : pixels;
+  for (int64_t y = 0; y < h; y++) rows[y] = dst + y * stride;
+  png_read_image(png, rows);
+  png_read_end(png, NULL);
   /* interleaved HWC to planar CHW */
-  for (int k = 0; k < c; k++) {
-    unsigned char *dst = out->u + k * h * w;
-    for (int64_t i = 0; i < h * w; i++) dst[i] = pixels[i * c + k];
+  for (int k = 0; c > 1 && k < c; k++) {
+    unsigned char *plane = out->u + k * h * w;
+    for (int64_t i = 0; i < h * w; i++) plane[i] = pixels[i * c + k];
   }
   lat_tensor *result = out;
   png_destroy_read_struct(&png, &info, NULL);

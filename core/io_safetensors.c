@@ -400,6 +400,8 @@ lat_checkpoint *lat_load_safetensors(const char *path) {
     return fail_load(src, &h, order, ts, text);
   }
   if (check_layout(path, &h, data, order, &total) != 0) return fail_load(src, &h, order, ts, text);
+  if (lat__source_check(src, 8 + (int64_t)hlen + total) != 0)
+    return fail_load(src, &h, order, ts, text);
   if (data >= 0 && data < total) {
     truncated(path, total, data);
     return fail_load(src, &h, order, ts, text);

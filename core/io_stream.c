@@ -2,12 +2,15 @@
  * and writing one atomically (path.tmp.<pid>, fsync, rename over path, fsync the directory). */
 #define _GNU_SOURCE
 #include "io.h"
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <zstd.h>
 
@@ -22,6 +25,8 @@ struct lat_source {
   void *inbuf;
   size_t incap;
   size_t last;             /* last return of ZSTD_decompressStream: 0 at a frame's end */
+  int64_t stored;          /* the file's size */
+  int64_t decoded, cap;    /* zstd: bytes decoded so far, and the most allowed */
 };
 
 lat_source *lat__source_open(const char *path) {
@@ -37,12 +42,23 @@ lat_source *lat__source_open(const char *path) {
     fclose(f);
     return lat__fail("checkpoint %s: out of memory", path);
   }
-  s->f = f, s->path = path, s->size = (int64_t)st.st_size;
-  unsigned char magic[4] = {0};
-  size_t got = fread(magic, 1, 4, f);
+  s->f = f, s->path = path, s->size = s->stored = (int64_t)st.st_size;
+  unsigned char head[18] = {0}; /* a zstd frame header takes at most 18 bytes */
+  size_t got = fread(head, 1, sizeof head, f);
   rewind(f);
-  if (got == 4 && magic[0] == 0x28 && magic[1] == 0xB5 && magic[2] == 0x2F && magic[3] == 0xFD) {
+  if (got >= 4 && head[0] == 0x28 && head[1] == 0xB5 && head[2] == 0x2F && head[3] == 0xFD) {
     s->size = -1;
+    s->cap = lat__decoded_cap(s->stored, 1);
+    /* the first frame may state its size: refuse a bomb before decoding any of it (a file of
+     * several frames is held to the cap as it decodes) */
+    unsigned long long first = ZSTD_getFrameContentSize(head, got);
+    char who[300];
+    snprintf(who, sizeof who, "checkpoint %.250s", path);
+    if (first != ZSTD_CONTENTSIZE_UNKNOWN && first != ZSTD_CONTENTSIZE_ERROR &&
+        lat__check_decoded(who, first > INT64_MAX ? INT64_MAX : (int64_t)first, s->stored, 1)) {
+      lat__source_close(s);
+      return NULL;
+    }
     s->incap = ZSTD_DStreamInSize();
     s->inbuf = malloc(s->incap);
     s->z = ZSTD_createDStream();
@@ -57,6 +73,12 @@ lat_source *lat__source_open(const char *path) {
 }
 
 int64_t lat__source_size(const lat_source *s) { return s->size; }
+
+int lat__source_check(const lat_source *s, int64_t decoded) {
+  char who[300];
+  snprintf(who, sizeof who, "checkpoint %.250s", s->path);
+  return lat__check_decoded(who, decoded, s->stored, s->z != NULL);
+}
 int lat__source_compressed(const lat_source *s) { return s->z != NULL; }
 
 static int64_t read_zstd(lat_source *s, void *buf, int64_t n) {
@@ -78,6 +100,12 @@ static int64_t read_zstd(lat_source *s, void *buf, int64_t n) {
     if (ZSTD_isError(r))
       return lat__failc("checkpoint %s: corrupt zstd stream: %s", s->path, ZSTD_getErrorName(r));
     s->last = r;
+    s->decoded += (int64_t)(out.pos - before);
+    if (s->decoded > s->cap) {
+      char who[300];
+      snprintf(who, sizeof who, "checkpoint %.250s", s->path);
+      return lat__check_decoded(who, s->decoded, s->stored, 1);
+    }
     if (eof && out.pos == before && r != 0)
       return lat__failc("checkpoint %s: truncated zstd stream: the file ends inside a "
                         "compressed frame", s->path);
@@ -143,6 +171,40 @@ void lat__sink_abort(lat_sink *s) {
   sink_free(s);
 }
 
+/* A killed writer leaves path.tmp.<pid> behind. Before writing path again, remove those of dead
+ * processes (kill gives ESRCH; EPERM means alive, under another user) that nothing has touched
+ * for STALE_SECONDS, so that a writer whose pid was reused, or that is merely slow, keeps its
+ * file. Best effort: a temporary that cannot be removed stays. */
+enum { STALE_SECONDS = 10 };
+
+static void remove_stale_temporaries(const char *path) {
+  const char *slash = strrchr(path, '/');
+  const char *base = slash ? slash + 1 : path;
+  char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+  DIR *d = dir ? opendir(dir) : NULL;
+  size_t blen = strlen(base);
+  struct dirent *e;
+  while (d && (e = readdir(d)) != NULL) {
+    const char *name = e->d_name;
+    if (strncmp(name, base, blen) != 0 || strncmp(name + blen, ".tmp.", 5) != 0) continue;
+    const char *digits = name + blen + 5;
+    char *end;
+    errno = 0;
+    long pid = strtol(digits, &end, 10);
+    if (*digits < '1' || *digits > '9' || *end || errno || pid <= 0 || pid > INT32_MAX ||
+        pid == (long)getpid())
+      continue;
+    struct stat st;
+    if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+    if (fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
+        time(NULL) - st.st_mtime < STALE_SECONDS)
+      continue;
+    unlinkat(dirfd(d), name, 0);
+  }
+  if (d) closedir(d);
+  free(dir);
+}
+
 lat_sink *lat__sink_open(const char *path, int zstd_level, int64_t total) {
   lat_sink *s = calloc(1, sizeof *s);
   size_t len = strlen(path);
@@ -156,6 +218,7 @@ lat_sink *lat__sink_open(const char *path, int zstd_level, int64_t total) {
     return lat__fail("checkpoint %s: out of memory", path);
   }
   snprintf(s->tmp, len + 32, "%s.tmp.%ld", path, (long)getpid());
+  remove_stale_temporaries(path);
   if (zstd_level != 0) {
     s->z = ZSTD_createCCtx();
     s->outcap = ZSTD_CStreamOutSize();

@@ -345,6 +345,9 @@ lat_tensor *lat_conv2d(lat_tensor *x, lat_tensor *w, lat_tensor *b, int stride_h
   tmp.i[6] = w->shape_[3]; tmp.i[7] = 1;
   tmp.dims[0] = stride_h; tmp.dims[1] = stride_w; tmp.dims[2] = pad_h; tmp.dims[3] = pad_w;
   geom_from_node(&g, &tmp);
+  if ((double)g.K * (double)(g.P > 256 ? g.P : 256) * 4 > (double)LAT_MAX_BYTES)
+    return lat__fail("conv2d: input %s with weight %s needs an im2col buffer of more than 2^%d "
+                     "bytes", SHAPE(x), SHAPE(w), LAT_MAX_BYTES_LOG2);
   /* small outputs: several images per gemm so that it has at least ~256 columns */
   if (g.P > 0 && g.P < 256) {
     g.B = (256 + g.P - 1) / g.P;

@@ -29,7 +29,10 @@ lat_tensor *lat_reshape(lat_tensor *t, int ndim, const int64_t *shape) {
       infer = d;
     } else if (s[d] < 0) {
       return lat__fail("reshape: invalid size %lld", (long long)s[d]);
-    } else known *= s[d];
+    } else if (__builtin_mul_overflow(known, s[d], &known)) {
+      return lat__fail("reshape: cannot reshape %s to a shape of more than 2^63 elements",
+                       SHAPE(t));
+    }
   }
   if (infer >= 0) {
     if (known == 0 || t->numel_ % known)
@@ -286,7 +289,8 @@ lat_tensor *lat_cat(int n, lat_tensor **ts, int dim) {
       return lat__fail("cat: tensor %d is %s %s but tensor 1 is %s %s; all must agree except in "
                        "dimension %d", k + 1, lat__dtype_name(t->dtype_), SHAPE(t),
                        lat__dtype_name(t0->dtype_), SHAPE(t0), d + 1);
-    shape[d] += t->shape_[d];
+    if (__builtin_add_overflow(shape[d], t->shape_[d], &shape[d]))
+      return lat__fail("cat: the sizes in dimension %d add up to more than 2^63", d + 1);
   }
   lat_tensor *y = lat__new(t0->dtype_, t0->ndim, shape);
   if (!y) return NULL;

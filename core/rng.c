@@ -67,7 +67,7 @@ int lat_randint_(lat_tensor *t, lat_rng *rng, int64_t lo, int64_t hi) {
   if (!rng || !t) return lat__failc("randint_: tensor or generator is nil");
   if (hi <= lo) return lat__failc("randint_: empty range [%lld, %lld)", (long long)lo, (long long)hi);
   if (lat__begin_write(t, NULL, "randint_", "draw a new tensor (lat.randint) instead")) return -1;
-  uint64_t span = (uint64_t)(hi - lo);
+  uint64_t span = (uint64_t)hi - (uint64_t)lo; /* hi - lo itself may overflow int64 */
   for (int64_t k = 0; k < t->numel_; k++) {
     int64_t v = lo + (int64_t)(bits(rng, (uint64_t)k) % span);
     if (t->dtype_ == LAT_F32) t->f[k] = (float)v;

@@ -14,29 +14,49 @@ int64_t lat__prod(const int64_t *shape, int n) {
   return p;
 }
 
-static bool valid_shape(int dtype, int ndim, const int64_t *shape) {
-  if (dtype < LAT_F32 || dtype > LAT_U8) return lat__fail("unknown dtype %d", dtype), false;
+static const char *shape_of(int ndim, const int64_t *shape, char *buf, size_t n) {
+  lat_tensor t = {.ndim = ndim};
+  memcpy(t.shape_, shape, (size_t)ndim * sizeof *shape);
+  return lat__shape_str(&t, buf, n);
+}
+
+int64_t lat__numel_checked(int dtype, int ndim, const int64_t *shape) {
+  if (dtype < LAT_F32 || dtype > LAT_U8) return lat__fail("unknown dtype %d", dtype), -1;
   if (ndim < 0 || ndim > LAT_MAX_DIMS)
-    return lat__fail("a tensor has 0 to %d dimensions, got %d", LAT_MAX_DIMS, ndim), false;
+    return lat__fail("a tensor has 0 to %d dimensions, got %d", LAT_MAX_DIMS, ndim), -1;
   for (int d = 0; d < ndim; d++)
     if (shape[d] < 0)
-      return lat__fail("dimension %d has negative size %lld", d + 1, (long long)shape[d]), false;
-  return true;
+      return lat__fail("dimension %d has negative size %lld", d + 1, (long long)shape[d]), -1;
+  /* sizes of 0 count as 1 here, so that every partial product of the shape (which ops compute
+   * as outer and inner sizes) fits too */
+  int64_t n = 1, bytes;
+  bool over = false, empty = false;
+  for (int d = 0; d < ndim && !over; d++) {
+    empty |= shape[d] == 0;
+    over = __builtin_mul_overflow(n, shape[d] ? shape[d] : 1, &n);
+  }
+  if (over || __builtin_mul_overflow(n, (int64_t)lat__dtype_size(dtype), &bytes) ||
+      bytes > LAT_MAX_BYTES)
+    return lat__fail("a tensor of shape %s (%s) would take more than 2^%d bytes, the most lat "
+                     "allocates", shape_of(ndim, shape, (char[200]){0}, 200), lat__dtype_name(dtype),
+                     LAT_MAX_BYTES_LOG2), -1;
+  return empty ? 0 : n;
 }
 
 static lat_tensor *header(int dtype, int ndim, const int64_t *shape) {
+  int64_t numel = lat__numel_checked(dtype, ndim, shape);
+  if (numel < 0) return NULL;
   lat_tensor *t = calloc(1, sizeof *t);
   if (!t) return lat__fail("out of memory for a tensor header");
   t->dtype_ = dtype;
   t->ndim = ndim;
   for (int d = 0; d < ndim; d++) t->shape_[d] = shape[d];
-  t->numel_ = lat__prod(shape, ndim);
+  t->numel_ = numel;
   t->refcount = 1;
   return t;
 }
 
 lat_tensor *lat__new(int dtype, int ndim, const int64_t *shape) {
-  if (!valid_shape(dtype, ndim, shape)) return NULL;
   lat_tensor *t = header(dtype, ndim, shape);
   if (!t) return NULL;
   lat_storage *s = malloc(sizeof *s);
@@ -113,6 +133,9 @@ lat_tensor *lat_arange(double start, double stop, double step, int dtype) {
   if (step == 0 || !isfinite(start) || !isfinite(stop) || !isfinite(step))
     return lat__fail("arange: step must be non-zero and all bounds finite");
   double count = ceil((stop - start) / step);
+  if (count > (double)LAT_MAX_BYTES) /* before the cast, which could not hold it */
+    return lat__fail("arange: %g to %g in steps of %g would have %g elements, more than a tensor "
+                     "can hold", start, stop, step, count);
   int64_t n = count > 0 ? (int64_t)count : 0;
   lat_tensor *t = lat__new(dtype, 1, &n);
   if (!t) return NULL;

@@ -215,6 +215,19 @@ function H.run(cmd)
   return out
 end
 
+-- Runs a Lua chunk in a fresh lat process (the library loaded) and returns what it printed and
+-- the process's peak resident memory in bytes (VmHWM), so that a test can bound what a call costs
+-- without the history of its own process.
+function H.child(code)
+  local path = os.tmpname()
+  H.write(path, "local lat = require 'lat'\n" .. code .. "\nfor l in io.lines('/proc/self/status') do if l:find('^VmHWM') then print(l) end end\n")
+  local out = H.run(("'%s' '%s'"):format(arg[-1], path))
+  os.remove(path)
+  local kib = tonumber(out:match('VmHWM:%s*(%d+) kB'))
+  H.assert(kib, 'the child process did not finish: ' .. out, 2)
+  return out, kib * 1024
+end
+
 function H.finish()
   print(('%d passed, %d failed'):format(H.passed, H.failed))
   os.exit(H.failed == 0 and 0 or 1, true) -- true: close the Lua state, so LeakSanitizer sees a clean shutdown

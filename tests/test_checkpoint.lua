@@ -128,6 +128,32 @@ H.test('a leftover temporary file changes nothing', function()
   os.remove(p .. '.tmp.99999')
 end)
 
+H.test('saving removes the temporaries that killed writers left, and only those', function()
+  local p = DIR .. '/stale.safetensors'
+  local function dead_pid() return tonumber(sh('sh -c \'echo $$\'')) end -- a shell that has exited
+  local live = tonumber(sh('sleep 60 > /dev/null 2>&1 & echo $!'))
+  local files = {
+    dead_old = p .. '.tmp.' .. dead_pid(), dead_old2 = p .. '.tmp.' .. dead_pid(),
+    dead_new = p .. '.tmp.' .. dead_pid(),              -- too recent: perhaps a slow writer
+    live_old = p .. '.tmp.' .. live,                    -- a live process's, however old
+    live_parent = p .. '.tmp.1',                        -- init's: alive, though not ours to signal
+    other_target = DIR .. '/other.safetensors.tmp.' .. dead_pid(),
+    not_a_pid = p .. '.tmp.12x', longer_name = p .. '.zst.tmp.' .. dead_pid(),
+  }
+  for k, f in pairs(files) do
+    spit(f, 'half a checkpoint')
+    if k ~= 'dead_new' then sh(("touch -d '1 minute ago' '%s'"):format(f)) end
+  end
+  lat.save(p, { w = lat.ones(2) })
+  os.execute('kill ' .. live)
+  for k, f in pairs(files) do
+    local gone = k == 'dead_old' or k == 'dead_old2'
+    H.assert(exists(f) ~= gone, ('%s (%s) %s'):format(k, f, gone and 'was left' or 'was removed'))
+    os.remove(f)
+  end
+  same_set(lat.load(p), { w = lat.ones(2) })
+end)
+
 H.test('a writer killed with SIGKILL leaves the old checkpoint intact', function()
   for _, name in ipairs{ 'killed.safetensors', 'killed.safetensors.zst' } do
     local p = DIR .. '/' .. name
@@ -244,6 +270,27 @@ H.test('bad JSON in the header', function()
     local ok, err = pcall(rejects, raw('json' .. i .. '.safetensors', c[1], data), c[2])
     H.assert(ok, ('case %d (%s): %s'):format(i, c[1], tostring(err)))
   end
+end)
+
+H.test('integers beyond 2^62 in shapes and offsets are refused, not wrapped modulo 2^64', function()
+  local data = string.rep('\0', 32)
+  local cases = {
+    -- 2^64 + 8 wrapped to 8, which matched the 32 bytes of data
+    { '{"a":{"dtype":"F32","shape":[18446744073709551624],"data_offsets":[0,32]}}', 'too large' },
+    { '{"a":{"dtype":"U8","shape":[32],"data_offsets":[18446744073709551616,18446744073709551648]}}', 'too large' },
+    { '{"a":{"dtype":"U8","shape":[32],"data_offsets":[0,36893488147419103264]}}', 'too large' },
+    { '{"a":{"dtype":"U8","shape":[4611686018427387904],"data_offsets":[0,32]}}', 'too large' },
+    { '{"a":{"dtype":"U8","shape":[32],"data_offsets":[0,3.2e1]}}', 'fractional' },
+    { '{"a":{"dtype":"U8","shape":[32],"data_offsets":[0,32e0]}}', 'exponent' },
+    { '{"a":{"dtype":"U8","shape":[32],"data_offsets":[0,32E0]}}', 'exponent' },
+    { '{"a":{"dtype":"U8","shape":[32],"data_offsets":[-0,32]}}', 'negative' },
+  }
+  for i, c in ipairs(cases) do
+    local ok, err = pcall(rejects, raw('int' .. i .. '.safetensors', c[1], data), c[2])
+    H.assert(ok, ('case %d (%s): %s'):format(i, c[1], tostring(err)))
+  end
+  -- the largest accepted integer still parses (and is then refused as a size mismatch)
+  rejects(raw('int_max.safetensors', '{"a":{"dtype":"U8","shape":[4611686018427387903],"data_offsets":[0,32]}}', data), 'size mismatch')
 end)
 
 H.test('offsets out of range, overlapping or leaving holes', function()
@@ -430,6 +477,97 @@ H.test('lat reads what numpy writes (and what zstd compresses, in several frames
   -- and a compressed file with bytes after the data
   sh(('cat %s > %s.g && printf xyz >> %s.g && zstd -q -f -o %s.g.zst %s.g'):format(p, p, p, p, p))
   rejects(p .. '.g.zst', '3 bytes after the last tensor')
+end)
+
+H.test('lat.models.load checks the saved model options before building anything', function()
+  local function hostile(name, model, config)
+    local p = DIR .. '/' .. name .. '.safetensors'
+    lat.save(p, { w = lat.zeros(1) }, { metadata = { model = model, config = config } })
+    return p
+  end
+  local p = hostile('mlp_huge', 'MLP', '{"sizes":[2147483647,2147483647]}')
+  H.assert(#slurp(p) < 200, 'the hostile file is small')
+  local cases = {
+    { 'mlp_huge', 'MLP', '{"sizes":[2147483647,2147483647]}', 'at least 461168601413242', 'holds 1 values' },
+    { 'mlp_big', 'MLP', '{"sizes":[100000,100000]}', 'parameters' },
+    { 'mlp_wrap', 'MLP', '{"sizes":[4294967296,4294967296]}', "field 'sizes'", 'integers from 0 to 2^31 - 1' },
+    { 'mlp_frac', 'MLP', '{"sizes":[1.5,2]}', "field 'sizes' is [1.5,2]" },
+    { 'mlp_str', 'MLP', '{"sizes":"784,10"}', "field 'sizes'" },
+    { 'mlp_obj', 'MLP', '{"sizes":{"1":2}}', "field 'sizes'" },
+    { 'mlp_none', 'MLP', '{}', "field 'sizes' is missing" },
+    { 'not_object', 'MLP', '5', 'not a JSON object' },
+    { 'gpt_novocab', 'GPT', '{"max_len":8}', "field 'vocab' is missing" },
+    { 'gpt_layers', 'GPT', '{"vocab":4,"max_len":4,"dim":8,"heads":2,"layers":1000000000}', 'parameters' },
+    { 'gpt_dim', 'GPT', '{"vocab":4,"max_len":4,"dim":-8}', "field 'dim' is -8", 'from 1 to 2^31 - 1' },
+    { 'gpt_drop', 'GPT', '{"vocab":4,"max_len":4,"dropout":2}', "field 'dropout' is 2", '[0, 1)' },
+    { 'tc_pad', 'TransformerClassifier', '{"vocab":4,"max_len":4,"pad_id":0.5}', "field 'pad_id'" },
+    { 'resnet_lists', 'ResNet', '{"widths":[4,8],"blocks":[1]}', "'widths' and 'blocks' have 2 and 1 entries" },
+    { 'cnn_width', 'SmallCNN', '{"width":1e300}', "field 'width'" },
+    { 'cnn_bias', 'SmallCNN', '{"bias":"no"}', "field 'bias'", 'true or false' },
+    { 'block', 'BasicBlock', '{}', 'no lat.models class recorded' },
+  }
+  local before = lat.memory().peak
+  for _, c in ipairs(cases) do
+    local path = hostile(c[1], c[2], c[3])
+    local ok, err = pcall(H.raises, function() lat.models.load(path) end, path, unpack(c, 4))
+    H.assert(ok, c[1] .. ': ' .. tostring(err))
+  end
+  H.assert(lat.memory().peak - before < 2^20, 'the rejected files allocated memory')
+  -- a real model's options still pass, unknown fields are ignored
+  local m = lat.models.MLP{ sizes = { 3, 4, 2 } }
+  local path = DIR .. '/mlp_ok.safetensors'
+  lat.models.save(m, path)
+  H.near(lat.models.load(path)(lat.ones(1, 3)), m(lat.ones(1, 3)), 0, 'reloaded MLP')
+end)
+
+-- A zstd frame written by hand: the safetensors header in a raw block, then `zeros` bytes of
+-- data as run-length blocks of 128 KiB, 4 bytes each (how a 33 KB file decodes to 1 GB). With
+-- sized, the frame header states the content size.
+local function zstd_bomb(name, zeros, sized)
+  local header = '{"w":{"dtype":"U8","shape":[' .. zeros .. '],"data_offsets":[0,' .. zeros .. ']}}'
+  header = header .. string.rep(' ', (8 - #header % 8) % 8)
+  local head = le64(#header) .. header
+  local function u24(v) return string.char(v % 256, math.floor(v / 256) % 256, math.floor(v / 65536)) end
+  local out = { '\40\181\47\253', sized and '\192' or '\0', '\80' } -- magic, descriptor, 1 MiB window
+  if sized then out[#out + 1] = le64(#head + zeros) end
+  out[#out + 1] = u24(#head * 8) .. head -- a raw block
+  local block = 128 * 1024
+  for left = zeros, 1, -block do
+    local n = math.min(block, left)
+    out[#out + 1] = u24(n * 8 + 2 + (left <= block and 1 or 0)) .. '\0' -- RLE, last flag
+  end
+  return spit(DIR .. '/' .. name, table.concat(out))
+end
+
+-- loads path in a fresh process (after lat.set_read_limit(limit) if given); the load must fail
+-- at once with each of the strings in the message and the process's peak memory must stay low
+local function refuses_cheaply(path, limit, ...)
+  local out, peak = H.child(("%s local t0 = require('lat.sys').now(); local ok, err = pcall(lat.load, %q)\n" ..
+    "print(ok, err); print(('seconds %%.3f'):format(require('lat.sys').now() - t0))")
+    :format(limit and ('lat.set_read_limit(%d)'):format(limit) or '', path))
+  H.assert(out:find('^false'), 'the bomb loaded: ' .. out, 2)
+  for _, s in ipairs({ path, ... }) do H.assert(out:find(s, 1, true), ("message lacks '%s': %s"):format(s, out), 2) end
+  H.assert(peak < 48 * 2^20, ('peak memory %.0f MiB: %s'):format(peak / 2^20, out), 2)
+  H.assert(tonumber(out:match('seconds ([%d.]+)')) < 1, 'the refusal took long: ' .. out, 2)
+end
+
+H.test('zstd bombs are refused before decoding them, with or without a stated size', function()
+  local MiB = 2^20
+  local ok = zstd_bomb('bomb_ok.safetensors.zst', 4 * MiB, true)
+  H.assert(lat.load(ok).w:numel() == 4 * MiB, 'the hand-made frame is valid zstd')
+  local sized = zstd_bomb('bomb_sized.safetensors.zst', 256 * MiB, true)
+  local unsized = zstd_bomb('bomb_unsized.safetensors.zst', 256 * MiB, false)
+  H.assert(#slurp(sized) < 10000, 'the bomb is small')
+  -- under the default read limit, 256 MiB from 8 KB is beyond any plausible compression ratio
+  refuses_cheaply(sized, nil, '8289 compressed bytes would decode to 2684355', 'decompression bomb', 'read limit')
+  refuses_cheaply(unsized, nil, 'decompression bomb', 'read limit')
+  -- and under a limit the caller set, a real (compressible) checkpoint beyond it is refused too
+  lat.save(DIR .. '/zeros.safetensors.zst', { w = lat.zeros(4 * MiB) })
+  refuses_cheaply(DIR .. '/zeros.safetensors.zst', MiB, 'would decode to', 'read limit of 1048576 bytes')
+  refuses_cheaply(ok, MiB, 'read limit of 1048576 bytes')
+  lat.save(DIR .. '/plain_big.safetensors', { w = lat.zeros(MiB) })
+  refuses_cheaply(DIR .. '/plain_big.safetensors', MiB, 'read limit of 1048576 bytes')
+  H.assert(lat.load(DIR .. '/zeros.safetensors.zst').w:numel() == 4 * MiB, 'the default limit reads it')
 end)
 
 H.finish()

@@ -91,6 +91,83 @@ H.test('read_idx: truncated or corrupt gzip streams are errors', function()
   H.raises(function() data.read_idx(tmp .. '/bad.idx.gz') end, 'bad.idx.gz')
 end)
 
+-- decompression bombs: the load must fail at once, naming the file and the limit, with the
+-- child process's peak memory far below what the file would decode to
+local MiB = 2 ^ 20
+local function refuses_cheaply(reader, path, limit, ...)
+  local code = ("local t0 = require('lat.sys').now(); %s local ok, err = pcall(lat.data.%s, %q)\n" ..
+    "print(ok, err); print(('seconds %%.3f'):format(require('lat.sys').now() - t0))")
+    :format(limit and ('lat.set_read_limit(%d)'):format(limit) or '', reader, path)
+  local out, peak = H.child(code)
+  H.assert(out:find('^false'), 'the bomb loaded: ' .. out, 2)
+  for _, s in ipairs({ path, ... }) do H.assert(out:find(s, 1, true), ("message lacks '%s': %s"):format(s, out), 2) end
+  H.assert(peak < 48 * MiB, ('peak memory %.0f MiB'):format(peak / MiB), 2)
+  H.assert(tonumber(out:match('seconds ([%d.]+)')) < 1, 'the refusal took long: ' .. out, 2)
+end
+
+H.test('read_idx: gzip bombs are refused before decoding, by the read limit or the ratio', function()
+  local n = 200 * MiB
+  local path = tmp .. '/bomb.idx.gz'
+  write(tmp .. '/bomb.head', idx_header{ n })
+  sh(("(cat '%s/bomb.head'; head -c %d /dev/zero) | gzip -c > '%s'"):format(tmp, n, path))
+  H.assert(#read(path) < 300000, 'the bomb is small')
+  refuses_cheaply('read_idx', path, 16 * MiB, 'read_idx', 'would decode to 209715200 bytes', 'read limit of 16777216 bytes')
+  -- under the default limit, a header that claims more than gzip can hold in the file is refused
+  write(tmp .. '/liar.idx', idx_header{ 128, 1024, 1024 } .. payload(100))
+  sh(("gzip -c '%s/liar.idx' > '%s/liar.idx.gz'"):format(tmp, tmp))
+  refuses_cheaply('read_idx', tmp .. '/liar.idx.gz', nil, 'would decode to 134217728', 'decompression bomb', 'read limit')
+  write(tmp .. '/liar2.idx', idx_header{ 2 ^ 31 - 1, 4 } .. payload(100))
+  sh(("gzip -c '%s/liar2.idx' > '%s/liar2.idx.gz'"):format(tmp, tmp))
+  refuses_cheaply('read_idx', tmp .. '/liar2.idx.gz', nil, 'decompression bomb')
+  -- a plain file is held to the limit too, and the limit can be raised again
+  write(tmp .. '/plain.idx', idx_header{ 64, 64 } .. payload(4096))
+  local old = lat.set_read_limit(1000)
+  local ok, err = pcall(data.read_idx, tmp .. '/plain.idx')
+  lat.set_read_limit(old)
+  H.assert(not ok and err:find('read limit of 1000 bytes', 1, true), tostring(err))
+  H.assert(data.read_idx(tmp .. '/plain.idx'):numel() == 4096)
+  -- and so are the files lat.data reads whole from Lua (messages, texts)
+  old = lat.set_read_limit(1000)
+  ok, err = pcall(require('lat.data.files').read_file, tmp .. '/plain.idx')
+  lat.set_read_limit(old)
+  H.assert(not ok and err:find('plain.idx: 4108 bytes, more than the read limit of 1000 bytes', 1, true), tostring(err))
+  H.assert(#require('lat.data.files').read_file(tmp .. '/plain.idx') == 4108)
+  H.raises(function() lat.set_read_limit(-1) end, 'set_read_limit')
+  H.raises(function() lat.set_read_limit(1.5) end, 'set_read_limit')
+end)
+
+-- writes PNG files by hand with Python's zlib, independently of libpng: png(path, w, h, depth,
+-- color type, rows (a list or a generator of filterless rows), extra chunks)
+local PNG_PY = [[
+import struct, sys, zlib
+def chunk(t, d): return struct.pack('>I', len(d)) + t + d + struct.pack('>I', zlib.crc32(t + d) & 0xffffffff)
+def png(path, w, h, depth, ctype, rows, extra=b''):
+    z = zlib.compressobj(9)
+    idat = b''.join(z.compress(b'\0' + r) for r in rows) + z.flush()
+    open(path, 'wb').write(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', w, h, depth, ctype, 0, 0, 0))
+        + extra + chunk(b'IDAT', idat) + chunk(b'IEND', b''))
+]]
+local function python_png(lines)
+  write(tmp .. '/mk.py', PNG_PY .. lines)
+  sh(("/usr/bin/python3 '%s/mk.py' '%s'"):format(tmp, tmp))
+end
+
+-- a gray image of zeros whose header says w x h but whose data holds only the first `rows` rows
+local function zero_png(name, w, h, rows)
+  python_png(("png(sys.argv[1] + '/%s', %d, %d, 8, 0, (bytes(%d) for _ in range(%d)))\n"):format(name, w, h, w, rows))
+  return tmp .. '/' .. name
+end
+
+H.test('read_png: decompression bombs are refused before decoding', function()
+  local path = zero_png('bomb.png', 10000, 10000, 10000) -- 100 MB of pixels in about 100 KB
+  H.assert(#read(path) < 200000, 'the bomb is small')
+  refuses_cheaply('read_png', path, 16 * MiB, 'read_png', 'read limit of 16777216 bytes')
+  -- the header claims rows that the file's few bytes cannot inflate to
+  refuses_cheaply('read_png', zero_png('liar.png', 30000, 30000, 10), nil, 'decompression bomb', 'read limit')
+  local t = data.read_png(zero_png('small.png', 30, 20, 20))
+  H.assert(t:numel() == 600 and t:float():sum():item() == 0, 'a small image still loads')
+end)
+
 -- ---------------------------------------------------------------- PNG
 
 H.test('PNG: gray, gray+alpha, RGB and RGBA round trips; float32 scaled and clamped', function()
@@ -117,22 +194,13 @@ H.test('PNG: gray, gray+alpha, RGB and RGBA round trips; float32 scaled and clam
 end)
 
 H.test('PNG: palette, 16-bit and low-bit images are normalised to 8-bit channels', function()
-  -- written by Python's zlib, independently of libpng
-  local script = tmp .. '/mk.py'
-  write(script, [[
-import struct, sys, zlib
-def chunk(t, d): return struct.pack('>I', len(d)) + t + d + struct.pack('>I', zlib.crc32(t + d) & 0xffffffff)
-def png(path, w, h, depth, ctype, rows, extra=b''):
-    raw = b''.join(b'\0' + r for r in rows)
-    open(path, 'wb').write(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', w, h, depth, ctype, 0, 0, 0))
-        + extra + chunk(b'IDAT', zlib.compress(raw)) + chunk(b'IEND', b''))
+  python_png([[
 d = sys.argv[1]
 png(d + '/pal.png', 2, 1, 8, 3, [bytes([0, 1])], chunk(b'PLTE', bytes([255, 0, 0, 0, 0, 255])))
 png(d + '/g16.png', 3, 1, 16, 0, [struct.pack('>HHH', 0, 65535, 32896)])
 png(d + '/g1.png', 8, 1, 1, 0, [bytes([0b10100000])])
 png(d + '/rgb16.png', 1, 1, 16, 2, [struct.pack('>HHH', 65535, 0, 257)])
 ]])
-  sh(("/usr/bin/python3 '%s' '%s'"):format(script, tmp))
   local pal = data.read_png(tmp .. '/pal.png')
   H.assert(table.concat(pal.shape, ',') == '3,1,2' and list(pal) == '255,0,0,0,0,255', 'palette: ' .. list(pal))
   local g16 = data.read_png(tmp .. '/g16.png')

@@ -165,6 +165,13 @@ lat_tensor *lat_checkpoint_tensor(const lat_checkpoint *c, int i);
 const char *lat_checkpoint_metadata(const lat_checkpoint *c);
 void lat_checkpoint_free(lat_checkpoint *c);
 
+/* The most bytes that reading one file (checkpoint, IDX, PNG) may decode to; a file that would
+ * decode to more is refused before anything is allocated. Process-wide; the default is 8 GiB or
+ * half the machine's memory, whichever is less. set returns the previous limit (-1 if bytes is
+ * negative); 0 restores the default. (io_limit.c) */
+int64_t lat_read_limit(void);
+int64_t lat_set_read_limit(int64_t bytes);
+
 /* data files (io_idx.c, io_png.c) */
 lat_tensor *lat_read_idx(const char *path);
 lat_tensor *lat_read_png(const char *path);

@@ -78,6 +78,18 @@ function lat.save(path, tensors, opts)
   return names -- also keeps the name strings that cnames points into alive through the call
 end
 
+-- lat.set_read_limit(bytes): the most bytes that reading one file (lat.load, and lat.data's IDX
+-- and PNG readers) may decode to; a file that would decode to more is refused before anything
+-- is allocated. Process-wide; 0 restores the default (8 GiB or half the machine's memory,
+-- whichever is less). Returns the previous limit. lat.read_limit() returns the current one.
+function lat.set_read_limit(bytes)
+  if type(bytes) ~= 'number' or bytes ~= math.floor(bytes) or bytes < 0 or bytes >= 2^63 then
+    raise('set_read_limit: bytes must be a whole number of bytes from 0 (the default) to 2^63, got ' .. tostring(bytes))
+  end
+  return tonumber(C.lat_set_read_limit(bytes))
+end
+function lat.read_limit() return tonumber(C.lat_read_limit()) end
+
 -- lat.load(path) -> tensors (name -> tensor), metadata (string -> string)
 function lat.load(path)
   if type(path) ~= 'string' then raise('load: path must be a string, got ' .. type(path)) end

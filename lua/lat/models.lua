@@ -237,15 +237,120 @@ function M.save(model, path, metadata)
   return lat.save(path, model:state_dict(), { metadata = meta })
 end
 
+-- ---------------------------------------------------------------- checking a saved config
+
+-- The options each class reads, by kind. A checkpoint's config comes from a file: it is checked
+-- field by field before anything is built from it (a 156-byte file could ask for a Linear of
+-- 2^31 x 2^31), and only these fields reach the constructors.
+local function with(base, extra)
+  local t = {}
+  for k, v in pairs(base) do t[k] = v end
+  for k, v in pairs(extra) do t[k] = v end
+  return t
+end
+local TRANSFORMER = { vocab = 'count', max_len = 'count', dim = 'count', heads = 'count', layers = 'count',
+                      mlp_ratio = 'count', dropout = 'probability', bias = 'boolean' }
+local FIELDS = {
+  MLP = { sizes = 'counts', bias = 'boolean' },
+  SmallCNN = { channels = 'count', classes = 'count', width = 'count', bias = 'boolean' },
+  ResNet = { widths = 'counts', blocks = 'counts', channels = 'count', classes = 'count', bias = 'boolean' },
+  TransformerClassifier = with(TRANSFORMER, { classes = 'count', pad_id = 'integer' }),
+  GPT = TRANSFORMER,
+}
+local REQUIRED = { MLP = { 'sizes' }, TransformerClassifier = { 'vocab', 'max_len' }, GPT = { 'vocab', 'max_len' } }
+local MAX_COUNT = 2^31 - 1 -- any size, width or count of layers
+
+local function is_int(v, lo, hi) return type(v) == 'number' and v == math.floor(v) and v >= lo and v <= hi end
+
+local KINDS = {
+  count = function(v) return is_int(v, 1, MAX_COUNT) end,
+  integer = function(v) return is_int(v, -MAX_COUNT, MAX_COUNT) end,
+  probability = function(v) return type(v) == 'number' and v >= 0 and v < 1 end,
+  boolean = function(v) return type(v) == 'boolean' end,
+  counts = function(v)
+    if type(v) ~= 'table' or #v == 0 or #v > 64 then return false end
+    local n = 0
+    for _, e in pairs(v) do
+      n = n + 1
+      if not is_int(e, 0, MAX_COUNT) then return false end
+    end
+    return n == #v
+  end,
+}
+local KIND_NAMES = { count = 'an integer from 1 to 2^31 - 1', integer = 'an integer of magnitude below 2^31',
+                     probability = 'a number in [0, 1)', boolean = 'true or false',
+                     counts = 'a list of 1 to 64 integers from 0 to 2^31 - 1' }
+
+-- a lower bound on the parameters (float32 values) the class builds from config c, with its defaults
+local function transformer_params(c, head)
+  local d = c.dim or 128
+  return (c.vocab + c.max_len) * d + (c.layers or 4) * (4 + 2 * (c.mlp_ratio or 4)) * d * d + head * d
+end
+local PARAMS = {
+  MLP = function(c)
+    local n = 0
+    for i = 1, #c.sizes - 1 do n = n + c.sizes[i] * c.sizes[i + 1] end
+    return n
+  end,
+  SmallCNN = function(c)
+    local ch, w = c.channels or 1, c.width or 32
+    return 9 * ch * w + 18 * w * w + 98 * w * (c.classes or 10)
+  end,
+  ResNet = function(c)
+    local widths, blocks = c.widths or { 16, 32, 64 }, c.blocks or { 2, 2, 2 }
+    local n, last = 9 * (c.channels or 1) * widths[1], widths[1]
+    for s = 1, #widths do
+      n = n + 9 * (blocks[s] or 0) * widths[s] * widths[s]
+      if (blocks[s] or 0) > 0 then last = widths[s] end
+    end
+    return n + last * (c.classes or 10)
+  end,
+  TransformerClassifier = function(c) return transformer_params(c, c.classes or 2) end,
+  GPT = function(c) return transformer_params(c, c.vocab) end,
+}
+
+local function cjson_text(v) -- a config value as it reads in the file, for messages
+  local ok, s = pcall(require('cjson').encode, v)
+  s = ok and s or tostring(v)
+  return #s > 60 and s:sub(1, 57) .. '...' or s
+end
+
+-- the checked config (known fields only), or an error naming the field
+local function checked_config(path, name, config, tensors)
+  local function bad(msg, ...) raise(('checkpoint %s: model options (%s): ' .. msg):format(path, name, ...)) end
+  if type(config) ~= 'table' then bad('the options are a %s, not a JSON object', type(config)) end
+  local fields, out = FIELDS[name], {}
+  for key, kind in pairs(fields) do
+    local v = config[key]
+    if v ~= nil then
+      if not KINDS[kind](v) then bad("field '%s' is %s; it must be %s", key, cjson_text(v), KIND_NAMES[kind]) end
+      out[key] = v
+    end
+  end
+  for _, key in ipairs(REQUIRED[name] or {}) do
+    if out[key] == nil then bad("the field '%s' is missing", key) end
+  end
+  if name == 'ResNet' and out.widths and #(out.blocks or { 2, 2, 2 }) ~= #out.widths then
+    bad("fields 'widths' and 'blocks' have %d and %d entries; they must have as many", #out.widths, #(out.blocks or { 2, 2, 2 }))
+  end
+  local held = 0
+  for _, t in pairs(tensors) do held = held + t:numel() end
+  local need = PARAMS[name](out)
+  if need > held then
+    bad('they describe at least %.0f parameters, but the file holds %d values in all', need, held)
+  end
+  return out
+end
+
 -- load(path) -> model (in evaluation mode), metadata: rebuilds the model saved by save
 function M.load(path)
   local cjson = require 'cjson'
   local tensors, meta = lat.load(path)
-  local cls = meta.model and M[meta.model]
+  local cls = meta.model and FIELDS[meta.model] and M[meta.model]
   if not cls then raise(("checkpoint %s: no lat.models class recorded (metadata 'model' is %s)"):format(path, tostring(meta.model))) end
   local ok, config = pcall(cjson.decode, meta.config or '{}')
   if not ok then raise(('checkpoint %s: the model options are not valid JSON'):format(path)) end
-  local model = cls(config)
+  local model = cls(checked_config(path, meta.model, config, tensors))
   model:load_state_dict(tensors)
   model:eval()
   return model, meta

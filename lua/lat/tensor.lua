@@ -46,6 +46,15 @@ end
 local shape_buf = ffi.new('int64_t[8]')
 local dims_buf = ffi.new('int[8]')
 
+-- a size for an int64_t: an integer that int64_t holds (2^63 and up, inf and NaN would wrap or
+-- turn into nonsense on the way to C); -1 passes, for reshape and expand
+local function check_size(what, i, v)
+  if v ~= math.floor(v) or v >= 2^63 or v < -2^63 then
+    local name = type(i) == 'number' and 'size ' .. i or i
+    raise(('%s: %s (%s) is not an integer that fits in int64'):format(what, name, tostring(v)))
+  end
+end
+
 -- Shape from varargs (2, 3) or a table {2, 3}; returns ndim. Trailing non-number args ignored.
 local function read_shape(what, ...)
   local a = ...
@@ -53,7 +62,8 @@ local function read_shape(what, ...)
   if type(a) == 'table' then
     for i = 1, #a do
       local v = a[i]
-      if type(v) ~= 'number' or v ~= math.floor(v) then raise(('%s: size %d is not an integer'):format(what, i)) end
+      if type(v) ~= 'number' then raise(('%s: size %d is a %s, not an integer'):format(what, i, type(v))) end
+      check_size(what, i, v)
       n = n + 1
       if n > 8 then raise(what .. ': at most 8 dimensions') end
       shape_buf[n - 1] = v
@@ -62,7 +72,7 @@ local function read_shape(what, ...)
     for i = 1, select('#', ...) do
       local v = select(i, ...)
       if type(v) ~= 'number' then break end
-      if v ~= math.floor(v) then raise(('%s: size %d is not an integer'):format(what, i)) end
+      check_size(what, i, v)
       n = n + 1
       if n > 8 then raise(what .. ': at most 8 dimensions') end
       shape_buf[n - 1] = v
@@ -226,13 +236,21 @@ end
 -- randint(lo, hi, shape[, opts]): integers in [lo, hi), int32 unless opts.dtype says otherwise
 function lat.randint(lo, hi, shape, opts)
   opts = type(opts) == 'string' and { dtype = opts } or opts or {}
+  for name, v in pairs({ lo = lo, hi = hi }) do
+    if type(v) ~= 'number' then raise(('randint: %s must be a number, got %s'):format(name, type(v))) end
+    check_size('randint', name, v)
+  end
   local nd = read_shape('randint', shape)
   local t = wrap(C.lat_empty(dtype_code(opts.dtype or 'int32'), nd, shape_buf))
   check(C.lat_randint_(t.ptr, gen(opts), lo, hi))
   return t
 end
 
-function lat.randperm(n, opts) return wrap(C.lat_randperm(n, gen(opts))) end
+function lat.randperm(n, opts)
+  if type(n) ~= 'number' then raise('randperm: n must be a number, got ' .. type(n)) end
+  check_size('randperm', 'n', n)
+  return wrap(C.lat_randperm(n, gen(opts)))
+end
 
 function T.normal_(t, mean, std, g) check(C.lat_normal_(t.ptr, g or lat.default_generator, mean or 0, std or 1)); return t end
 function T.uniform_(t, lo, hi, g) check(C.lat_uniform_(t.ptr, g or lat.default_generator, lo or 0, hi or 1)); return t end

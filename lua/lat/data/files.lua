@@ -31,13 +31,19 @@ function M.missing(what, path)
   raise(('%s: %s is missing; %s'):format(what, path, M.HINT))
 end
 
--- the whole file as a string, or an error naming it
+-- the whole file as a string, or an error naming it; held to lat.set_read_limit like the C readers
 function M.read_file(path, what)
   local f, err = io.open(path, 'rb')
   if not f then
     if what then M.missing(what, path) end
     raise(('cannot open %s: %s'):format(path, tostring(err)))
   end
+  local size, limit = f:seek('end'), tonumber(C.lat_read_limit())
+  if size and size > limit then
+    f:close()
+    raise(('%s: %d bytes, more than the read limit of %d bytes (lat.set_read_limit raises it)'):format(path, size, limit))
+  end
+  f:seek('set')
   local s = f:read('*a')
   f:close()
   return s
