@@ -9,7 +9,8 @@
 /* ---- how much reading a file may produce (io_limit.c) ---- */
 /* A compressed file may decode to at most LAT_MAX_RATIO times its size (deflate cannot exceed
  * 1032; zstd can, but only on data such as long runs of zeros), except that up to LAT_RATIO_FREE
- * bytes are always allowed, and never to more than lat_read_limit(). */
+ * bytes are always allowed, and never to more than lat_read_limit(). The ratio guards the
+ * default limit only: once the caller has set a limit, that alone applies. */
 enum { LAT_MAX_RATIO = 1100 };
 #define LAT_RATIO_FREE ((int64_t)64 << 20)
 /* the most bytes a file of `stored` bytes may decode to */

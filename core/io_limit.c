@@ -28,7 +28,7 @@ int64_t lat_set_read_limit(int64_t bytes) {
 
 int64_t lat__decoded_cap(int64_t stored, int compressed) {
   int64_t cap = lat_read_limit();
-  if (!compressed) return cap;
+  if (!compressed || limit) return cap; /* a limit the caller set is the caller's word */
   int64_t ratio = stored > INT64_MAX / LAT_MAX_RATIO ? INT64_MAX : stored * LAT_MAX_RATIO;
   if (ratio < LAT_RATIO_FREE) ratio = LAT_RATIO_FREE;
   return ratio < cap ? ratio : cap;
@@ -41,7 +41,8 @@ int lat__check_decoded(const char *who, int64_t decoded, int64_t stored, int com
                       "(lat.set_read_limit raises it)", who, (long long)decoded, (long long)cap);
   if (compressed && decoded > lat__decoded_cap(stored, compressed))
     return lat__failc("%s: %lld compressed bytes would decode to %lld, more than %d times as "
-                      "many: refused as a decompression bomb (the read limit is %lld bytes)", who,
-                      (long long)stored, (long long)decoded, LAT_MAX_RATIO, (long long)cap);
+                      "many: refused as a decompression bomb (if the file is genuine, setting a read limit, "
+                      "lat.set_read_limit(bytes), lifts this ratio check)", who,
+                      (long long)stored, (long long)decoded, LAT_MAX_RATIO);
   return 0;
 }

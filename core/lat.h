@@ -210,7 +210,9 @@ void lat_checkpoint_free(lat_checkpoint *c);
 
 /* The most bytes that reading one file (checkpoint, IDX, PNG) may decode to; a file that would
  * decode to more is refused before anything is allocated. Process-wide; the default is 8 GiB or
- * half the machine's memory, whichever is less. set returns the previous limit (-1 if bytes is
+ * half the machine's memory, whichever is less, and under the default a compressed file may also
+ * decode to at most 1100 times its size beyond 64 MiB (a decompression bomb is refused before
+ * it fills memory); a limit set here replaces both. set returns the previous limit (-1 if bytes is
  * negative); 0 restores the default. (io_limit.c) */
 int64_t lat_read_limit(void);
 int64_t lat_set_read_limit(int64_t bytes);

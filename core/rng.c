@@ -66,6 +66,13 @@ int lat_bernoulli_(lat_tensor *t, lat_rng *rng, double p) {
 int lat_randint_(lat_tensor *t, lat_rng *rng, int64_t lo, int64_t hi) {
   if (!rng || !t) return lat__failc("randint_: tensor or generator is nil");
   if (hi <= lo) return lat__failc("randint_: empty range [%lld, %lld)", (long long)lo, (long long)hi);
+  /* integer dtypes must hold every draw; float32 rounds large ones, as PyTorch's does */
+  int64_t min = t->dtype_ == LAT_I32 ? INT32_MIN : t->dtype_ == LAT_U8 ? 0 : INT64_MIN;
+  int64_t max = t->dtype_ == LAT_I32 ? INT32_MAX : t->dtype_ == LAT_U8 ? 255 : INT64_MAX;
+  if (lo < min || hi - 1 > max)
+    return lat__failc("randint_: the range [%lld, %lld) does not fit in %s (%lld to %lld)",
+                      (long long)lo, (long long)hi, lat__dtype_name(t->dtype_), (long long)min,
+                      (long long)max);
   if (lat__begin_write(t, NULL, "randint_", "draw a new tensor (lat.randint) instead")) return -1;
   uint64_t span = (uint64_t)hi - (uint64_t)lo; /* hi - lo itself may overflow int64 */
   for (int64_t k = 0; k < t->numel_; k++) {

@@ -62,6 +62,12 @@ H.test('Lua numbers that int64_t cannot hold are errors in Lua', function()
   H.assert(lat.randperm(4):numel() == 4)
 end)
 
+H.test('randint: a range its integer dtype cannot hold is refused (it was truncated)', function()
+  H.raises(function() return lat.randint(2^40, 2^41, { 3 }) end, 'does not fit in int32')
+  H.raises(function() return lat.randint(0, 257, { 3 }, 'uint8') end, 'does not fit in uint8')
+  H.assert(lat.randint(0, 256, { 64 }, 'uint8'):float():max():item() <= 255)
+end)
+
 H.test('randint: a range wider than 2^63 draws in range instead of overflowing', function()
   local t = lat.randint(-2^62, 2^62, { 1000 }, 'float32')
   H.assert(t:min():item() >= -2^62 and t:max():item() <= 2^62)

@@ -81,7 +81,9 @@ end
 -- lat.set_read_limit(bytes): the most bytes that reading one file (lat.load, and lat.data's IDX
 -- and PNG readers) may decode to; a file that would decode to more is refused before anything
 -- is allocated. Process-wide; 0 restores the default (8 GiB or half the machine's memory,
--- whichever is less). Returns the previous limit. lat.read_limit() returns the current one.
+-- whichever is less, and a compressed file may decode to at most 1100 times its size beyond
+-- 64 MiB; a limit set here replaces both, so a genuine all-zero compressed checkpoint loads
+-- after lat.set_read_limit(its decoded size)). Returns the previous limit. lat.read_limit() returns the current one.
 function lat.set_read_limit(bytes)
   if type(bytes) ~= 'number' or bytes ~= math.floor(bytes) or bytes < 0 or bytes >= 2^63 then
     raise('set_read_limit: bytes must be a whole number of bytes from 0 (the default) to 2^63, got ' .. tostring(bytes))
