@@ -151,7 +151,7 @@ static int stale(const lat_node *n, const char *what, const lat_tensor *t, int64
 /* The node's backward reads its inputs and saved output as they were when it ran. */
 static int check_unmodified(const lat_tensor *t) {
   const lat_node *n = t->node;
-  for (int k = 0; k < n->n_in; k++)
+  for (int k = 0; k < n->n_in && !n->inputs_unread; k++)
     if (n->in[k] && n->in[k]->storage->version != n->in_version[k])
       return stale(n, "an input", n->in[k], n->in_version[k]);
   for (int k = 0; k < LAT_NODE_MAX_SAVED; k++)

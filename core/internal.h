@@ -68,6 +68,8 @@ struct lat_node {
   int64_t *in_version;                       /* each input's storage version when recorded */
   int64_t in_version_inline[LAT_NODE_MAX_IN];
   int64_t out_version;                       /* the output's, for a saved output */
+  bool inputs_unread;                        /* backward needs only the inputs' shapes, so an
+                                                in-place change to one after use is harmless */
   lat_tensor *saved[LAT_NODE_MAX_SAVED];     /* extra tensors kept for backward (owned) */
   double f[4];                               /* scalar arguments */
   int64_t i[8];

@@ -131,6 +131,7 @@ lat_tensor *lat_unary(int op, lat_tensor *x) {
   lat_node *n = lat__record(y, unary_names[op], unary_backward, 1, &x);
   if (n) {
     n->i[0] = op;
+    n->inputs_unread = op == LAT_OP_NEG;
     if (op == LAT_OP_EXP || op == LAT_OP_SQRT)
       n->saved[0] = lat__save_output(y);
   }
@@ -226,7 +227,10 @@ lat_tensor *lat_binary(int op, lat_tensor *a, lat_tensor *b) {
   binary_forward(op, y, a, b);
   lat_tensor *ins[2] = {a, b};
   lat_node *n = lat__record(y, name, binary_backward, 2, ins);
-  if (n) n->i[0] = op;
+  if (n) {
+    n->i[0] = op;
+    n->inputs_unread = op == LAT_OP_ADD || op == LAT_OP_SUB;
+  }
   return y;
 }
 
@@ -276,6 +280,7 @@ static lat_tensor *scalar_op(lat_tensor *x, int kind, double s, double s2, const
   lat_node *n = lat__record(y, name, scalar_backward, 1, &x);
   if (n) {
     n->i[0] = kind;
+    n->inputs_unread = kind <= 1; /* x + s, x * s */
     n->f[0] = s;
     n->f[1] = s2;
   }

@@ -71,8 +71,10 @@ lat_tensor *lat_sum(lat_tensor *x, int ndims, const int *dims, int keepdim) {
     lat__sum_to(y->f, x->ndim, kept, x->f, x->ndim, x->shape_, false);
   }
   lat_node *n = lat__record(y, "sum", sum_backward, 1, &x);
-  if (n)
+  if (n) {
+    n->inputs_unread = true;
     for (int d = 0; d < x->ndim; d++) n->dims[d] = reduce[d];
+  }
   return y;
 }
 

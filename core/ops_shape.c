@@ -48,7 +48,8 @@ lat_tensor *lat_reshape(lat_tensor *t, int ndim, const int64_t *shape) {
                      (long long)t->numel_, SHAPE(&want), (long long)known);
   }
   lat_tensor *v = lat__view(t, 0, ndim, s);
-  if (v && t->dtype_ == LAT_F32) lat__record(v, "reshape", reshape_backward, 1, &t);
+  lat_node *n = v && t->dtype_ == LAT_F32 ? lat__record(v, "reshape", reshape_backward, 1, &t) : NULL;
+  if (n) n->inputs_unread = true;
   return v;
 }
 
@@ -107,6 +108,7 @@ lat_tensor *lat_narrow(lat_tensor *t, int dim, int64_t start, int64_t length) {
   if (!y || t->dtype_ != LAT_F32) return y;
   lat_node *n = lat__record(y, "narrow", narrow_backward, 1, &t);
   if (n) {
+    n->inputs_unread = true;
     n->i[0] = d;
     n->i[1] = start;
     n->i[2] = length;
@@ -181,7 +183,10 @@ lat_tensor *lat_permute(lat_tensor *t, const int *perm) {
   permute_copy(y->data, t->data, lat__dtype_size(t->dtype_), nd, t->shape_, p, false);
   if (t->dtype_ != LAT_F32) return y;
   lat_node *n = lat__record(y, "permute", permute_backward, 1, &t);
-  if (n) memcpy(n->dims, p, sizeof p);
+  if (n) {
+    n->inputs_unread = true;
+    memcpy(n->dims, p, sizeof p);
+  }
   return y;
 }
 
@@ -244,7 +249,8 @@ lat_tensor *lat_expand(lat_tensor *t, int ndim, const int64_t *shape) {
       idx[d] = 0;
     }
   }
-  lat__record(y, "expand", expand_backward, 1, &t);
+  lat_node *n = lat__record(y, "expand", expand_backward, 1, &t);
+  if (n) n->inputs_unread = true;
   return y;
 }
 
@@ -306,6 +312,9 @@ lat_tensor *lat_cat(int n, lat_tensor **ts, int dim) {
   }
   if (t0->dtype_ != LAT_F32) return y;
   lat_node *node = lat__record(y, "cat", cat_backward, n, ts);
-  if (node) node->i[0] = d;
+  if (node) {
+    node->inputs_unread = true;
+    node->i[0] = d;
+  }
   return y;
 }

@@ -91,6 +91,21 @@ H.test('changes that nothing kept sees leave backward working', function()
   H.near(x.grad, { 2, 2, 2 }, 0, 'gradient of 2 * x')
 end)
 
+H.test('an input whose values backward does not read may change after use, as in PyTorch', function()
+  local w = leaf(3)
+  local x = lat.ones(3)
+  local parts = { w + x, w - x, (w * 2):sum():reshape(1), lat.cat({ w, x }, 1):narrow(1, 1, 3), -w }
+  local loss = lat.cat(parts, 1):sum()
+  lat.no_grad(function() x:fill_(5) end)
+  loss:backward() -- add, sub, cat, narrow and sum need only the shapes of what they were given
+  H.near(w.grad, { 4, 4, 4 }, 0, 'gradient through add, sub, sum, cat, narrow and neg') -- 1 + 1 + 2 + 1 - 1
+  local u = leaf(3)
+  local v = lat.ones(3)
+  local prod = (u * v):sum()
+  lat.no_grad(function() v:fill_(5) end)
+  H.raises(function() prod:backward() end, 'backward of mul', 'modified in place')
+end)
+
 H.test('views share the version: reshape, detach, narrow along dimension 1', function()
   local x = lat.zeros(4, 3)
   local views = { x:reshape(12), x:detach(), x:narrow(1, 2, 2), x:select(1, 1) }
