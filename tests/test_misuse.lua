@@ -88,6 +88,7 @@ local cases = {
   { "a model's error names the caller's line", [[mlp()(lat.zeros(2, 5))]], "$FILE:21: in layer 'fc1' (Linear)" },
   { 'generate from a nil prompt', [[lat.models.GPT{ vocab = 8, max_len = 4, dim = 8, heads = 2, layers = 1 }:generate(nil, 3)]], 'generate: the prompt must be' },
   { 'generate a negative number of tokens', [[lat.models.GPT{ vocab = 8, max_len = 4, dim = 8, heads = 2, layers = 1 }:generate({ 1 }, -3)]], 'generate: n must be an integer >= 0, got -3' },
+  { 'generate an infinite number of tokens', [[lat.models.GPT{ vocab = 8, max_len = 4, dim = 8, heads = 2, layers = 1 }:generate({ 1 }, math.huge)]], 'generate: n must be an integer >= 0, got inf' },
   { 'a layer given too many features', [[nn.Linear(3, 2)(lat.zeros(4, 5))]], 'weight [2, 3] expects 3' },
   { 'a layer given int32 input', [[nn.Linear(3, 2)(lat.zeros({ 4, 3 }, 'int32'))]], 'linear' },
   { 'Conv2d given the wrong channels', [[nn.Conv2d(3, 4, 3)(lat.zeros(1, 1, 8, 8))]], 'channels' },

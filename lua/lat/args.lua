@@ -10,15 +10,14 @@ local core = require 'lat.core'
 
 local A = {}
 
-local function finite(n) return n == n and n ~= math.huge and n ~= -math.huge end
-local function integer(n) return finite(n) and n == math.floor(n) end
+local finite, natural, positive = core.finite, core.natural, core.positive
 
 -- what a number of each kind must be: a test, and its description as one and as a list
 local KINDS = {
   number = { finite, 'a finite number', 'numbers' },
-  count = { function(n) return integer(n) and n >= 1 end, 'a positive integer', 'positive integers' },
-  natural = { function(n) return integer(n) and n >= 0 end, 'an integer >= 0', 'integers >= 0' },
-  positive = { function(n) return finite(n) and n > 0 end, 'a finite number > 0', 'finite numbers > 0' },
+  count = { function(n) return natural(n) and n >= 1 end, 'a positive integer', 'positive integers' },
+  natural = { natural, 'an integer >= 0', 'integers >= 0' },
+  positive = { positive, 'a finite number > 0', 'finite numbers > 0' },
   nonnegative = { function(n) return finite(n) and n >= 0 end, 'a finite number >= 0', 'finite numbers >= 0' },
   fraction = { function(n) return finite(n) and n >= 0 and n <= 1 end, 'a number in [0, 1]', 'numbers in [0, 1]' },
 }

@@ -118,13 +118,11 @@ local function check_pgd_args(model, batch, threat, opts)
   if type(batch) ~= 'table' then raise('attack: the second argument must be a batch table (e.g. {x =, y =}), got ' .. type(batch)) end
   if getmetatable(threat) ~= lat.Threat then raise('attack: the third argument must be a lat.threat{...}') end
   if type(opts) ~= 'table' then raise('attack: the options must be a table, got ' .. type(opts)) end
-  local steps = opts.steps
-  if steps ~= nil and not (type(steps) == 'number' and steps >= 0 and steps < math.huge and steps == math.floor(steps)) then
-    raise(('attack: steps must be an integer >= 0, got %s'):format(tostring(steps)))
+  if opts.steps ~= nil and not core.natural(opts.steps) then
+    raise(('attack: steps must be an integer >= 0, got %s'):format(tostring(opts.steps)))
   end
-  local a = opts.step_size
-  if a ~= nil and not (type(a) == 'number' and a > 0 and a < math.huge) then
-    raise(('attack: step_size must be a finite number > 0, got %s'):format(tostring(a)))
+  if opts.step_size ~= nil and not core.positive(opts.step_size) then
+    raise(('attack: step_size must be a finite number > 0, got %s'):format(tostring(opts.step_size)))
   end
   if opts.rule ~= nil and not RULES[opts.rule] then
     raise(("attack: unknown step rule '%s' (l2, sign, adam, raw)"):format(tostring(opts.rule)))

@@ -35,6 +35,11 @@ local function user_level()
   end
 end
 
+-- the kinds of number that argument checks ask for
+function M.finite(v) return type(v) == 'number' and v == v and v ~= math.huge and v ~= -math.huge end
+function M.natural(v) return M.finite(v) and v >= 0 and v == math.floor(v) end -- an integer >= 0
+function M.positive(v) return M.finite(v) and v > 0 end
+
 -- error(msg) raised at the user's call site
 function M.raise(msg)
   error(msg, user_level())

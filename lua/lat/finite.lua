@@ -21,7 +21,7 @@ function F.pointer(c)
 end
 function F.tensor(t) return F.pointer(t.ptr) end
 
-function F.number(x) return x == x and x ~= math.huge and x ~= -math.huge end
+F.number = core.finite
 
 -- The first place in a forward pass where a value stops being finite: "the model's input" or
 -- "layer 'name' (Class)", or nil. run() repeats the forward pass (without gradients); every

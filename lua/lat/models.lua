@@ -182,7 +182,7 @@ end
 function M.GPT:generate(prompt, n, opts)
   opts = opts or {}
   local ids = {}
-  if type(n) ~= 'number' or n < 0 or n ~= math.floor(n) then raise(('generate: n must be an integer >= 0, got %s'):format(tostring(n))) end
+  if not core.natural(n) then raise(('generate: n must be an integer >= 0, got %s'):format(tostring(n))) end
   if lat.is_tensor(prompt) then for i = 0, prompt:numel() - 1 do ids[#ids + 1] = prompt.i[i] end
   elseif type(prompt) == 'table' then for i, v in ipairs(prompt) do ids[i] = v end
   else raise('generate: the prompt must be an int32 tensor or a table of token ids, got ' .. type(prompt)) end

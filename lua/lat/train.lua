@@ -104,15 +104,13 @@ local REQUIRED = { 'model', 'loader', 'loss', 'optimizer', 'epochs' }
 -- metrics.jsonl of cfg.log: epoch, train_loss, train_<extra>, lr (of the epoch's last step),
 -- steps (total so far), train_time and time (seconds, the latter with evaluation), and the
 -- evaluation metrics. Returns the list of these records.
-local function count(v) return type(v) == 'number' and v >= 0 and v < math.huge and v == math.floor(v) end
-
 function M.fit(cfg)
   if type(cfg) ~= 'table' then raise('train.fit: expected a configuration table, got ' .. type(cfg)) end
   for _, k in ipairs(REQUIRED) do
     if cfg[k] == nil then raise(("train.fit: '%s' is required"):format(k)) end
   end
-  if not count(cfg.epochs) then raise(('train.fit: epochs must be an integer >= 0, got %s'):format(tostring(cfg.epochs))) end
-  if cfg.start_epoch ~= nil and not count(cfg.start_epoch) then
+  if not core.natural(cfg.epochs) then raise(('train.fit: epochs must be an integer >= 0, got %s'):format(tostring(cfg.epochs))) end
+  if cfg.start_epoch ~= nil and not core.natural(cfg.start_epoch) then
     raise(('train.fit: start_epoch must be an integer >= 0, got %s'):format(tostring(cfg.start_epoch)))
   end
   local loader = cfg.loader

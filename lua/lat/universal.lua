@@ -92,18 +92,15 @@ local function in_eval(model, fn)
 end
 U.in_eval = in_eval
 
-local function whole(v) return type(v) == 'number' and v >= 0 and v < math.huge and v == math.floor(v) end
-
 -- the options every fit takes, checked: steps and batch_size integers, step_size finite > 0
 local function check_options(what, model, o)
   if type(model) ~= 'table' or type(model.eval) ~= 'function' then raise(what .. ': the first argument must be a lat.nn model, got ' .. type(model)) end
-  if o.steps ~= nil and not whole(o.steps) then raise(('%s: steps must be an integer >= 0, got %s'):format(what, tostring(o.steps))) end
-  if o.batch_size ~= nil and not (whole(o.batch_size) and o.batch_size >= 1) then
+  if o.steps ~= nil and not core.natural(o.steps) then raise(('%s: steps must be an integer >= 0, got %s'):format(what, tostring(o.steps))) end
+  if o.batch_size ~= nil and not (core.natural(o.batch_size) and o.batch_size >= 1) then
     raise(('%s: batch_size must be an integer >= 1, got %s'):format(what, tostring(o.batch_size)))
   end
-  local a = o.step_size
-  if a ~= nil and not (type(a) == 'number' and a > 0 and a < math.huge) then
-    raise(('%s: step_size must be a finite number > 0, got %s'):format(what, tostring(a)))
+  if o.step_size ~= nil and not core.positive(o.step_size) then
+    raise(('%s: step_size must be a finite number > 0, got %s'):format(what, tostring(o.step_size)))
   end
 end
 
@@ -136,7 +133,7 @@ function U.fit_patch(model, ds, opts)
   local o = {}
   for k, v in pairs(opts or {}) do o[k] = v end
   check_options('fit_patch', model, o)
-  if o.size ~= nil and not (whole(o.size) and o.size >= 1) then raise(('fit_patch: size must be an integer >= 1, got %s'):format(tostring(o.size))) end
+  if o.size ~= nil and not (core.natural(o.size) and o.size >= 1) then raise(('fit_patch: size must be an integer >= 1, got %s'):format(tostring(o.size))) end
   o.rule, o.step_size = o.rule or 'adam', o.step_size or 0.05
   local s = o.size or 6
   local first = batches(ds, 1, 0)()
