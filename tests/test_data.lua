@@ -95,8 +95,8 @@ end)
 -- child process's peak memory far below what the file would decode to
 local MiB = 2 ^ 20
 local function refuses_cheaply(reader, path, limit, ...)
-  local code = ("local t0 = require('lat.sys').now(); %s local ok, err = pcall(lat.data.%s, %q)\n" ..
-    "print(ok, err); print(('seconds %%.3f'):format(require('lat.sys').now() - t0))")
+  local code = ("local t0 = require('lat.core.sys').now(); %s local ok, err = pcall(lat.data.%s, %q)\n" ..
+    "print(ok, err); print(('seconds %%.3f'):format(require('lat.core.sys').now() - t0))")
     :format(limit and ('lat.set_read_limit(%d)'):format(limit) or '', reader, path)
   local out, peak = H.child(code)
   H.assert(out:find('^false'), 'the bomb loaded: ' .. out, 2)

@@ -6,7 +6,7 @@ local plot = lat.plot
 local LAT = arg[-1]
 local tmp = (os.getenv('LAT_TEST_TMP') or '/tmp') .. '/test_plot'
 os.execute('rm -rf ' .. tmp)
-assert(require('lat.sys').mkdir_p(tmp))
+assert(require('lat.core.sys').mkdir_p(tmp))
 
 local has_gnuplot = plot.available()
 if not has_gnuplot then print('note: gnuplot is not installed; only the paths without it are tested') end

@@ -5,9 +5,9 @@
 --   loss:backward()          -- x.grad now holds 1 - tanh(x)^2
 local core = require 'lat.core'
 local lat = require 'lat.tensor'
-require 'lat.ops'
+require 'lat.tensor.ops'
 require 'lat.io'
-local repr = require 'lat.repr'
+local repr = require 'lat.tensor.repr'
 local ffi, C = core.ffi, core.C
 
 local T, getters, setters = lat._methods, lat._getters, lat._setters
@@ -41,7 +41,7 @@ lat.version = ffi.string(C.lat_version())
 lat.core = core -- lat.core.raise(msg): an error at the caller's line, for recipes and user code
 lat.repr = repr.value
 lat.args = require 'lat.args'
-lat.gradcheck = require 'lat.gradcheck'
+lat.gradcheck = require 'lat.tensor.gradcheck'
 lat.nn = require 'lat.nn'
 lat.models = require 'lat.models'
 lat.optim = require 'lat.optim'
@@ -50,16 +50,16 @@ lat.train = require 'lat.train'
 
 lat.data = require 'lat.data'
 lat.eval = require 'lat.eval'
-require 'lat.threat'
+require 'lat.attack.threat'
 lat.attack = require 'lat.attack'
-lat.train.adversarial = require 'lat.defence'
+lat.train.adversarial = require 'lat.train.adversarial'
 
 lat.plot = require 'lat.plot'
 
 lat.trojan = require 'lat.trojan'
 
--- lat.check_finite(false): training, attacks and evaluation stop raising at NaN or Inf (see finite.lua)
-lat.check_finite = require('lat.finite').set
+-- lat.check_finite(false): training, attacks and evaluation stop raising at NaN or Inf (see tensor/finite.lua)
+lat.check_finite = require('lat.tensor.finite').set
 
 function lat.set_num_threads(n) C.lat_set_num_threads(n) end
 function lat.get_num_threads() return C.lat_get_num_threads() end

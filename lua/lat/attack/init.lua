@@ -1,4 +1,4 @@
--- attack.lua: one projected-gradient attack for every threat model, its objectives, and the
+-- attack/init.lua: one projected-gradient attack for every threat model, its objectives, and the
 -- random-perturbation control. The adversary's perturbations are leaves added at the threat
 -- model's sites through hooks; each step differentiates the adversary's loss with respect to
 -- them alone (lat.grad), so parameter gradients are neither computed nor touched. The model
@@ -7,8 +7,8 @@
 --   r.deltas['layer2'], r.success, r.losses
 local core = require 'lat.core'
 local lat = require 'lat.tensor'
-local F = require 'lat.finite'
-require 'lat.threat'
+local F = require 'lat.tensor.finite'
+require 'lat.attack.threat'
 local raise = core.raise
 
 local A = {}
@@ -141,7 +141,7 @@ end
 -- norm), objective (see objective_of), early_stop (stop when every example succeeds),
 -- forward = function(model, batch) -> output (default model(batch.x)), rng, adam_betas, context (a
 -- prefix for error messages, e.g. 'train: step 12'). A loss, gradient or perturbation that is
--- not finite raises an error naming the step and the site (finite.lua).
+-- not finite raises an error naming the step and the site (tensor/finite.lua).
 function A.pgd(model, batch, threat, opts)
   opts = opts or {}
   check_pgd_args(model, batch, threat, opts)

@@ -1,4 +1,4 @@
--- threat.lua: threat models. A threat model says where the adversary acts (the input, the token
+-- attack/threat.lua: threat models. A threat model says where the adversary acts (the input, the token
 -- embeddings, any named layer, several layers, a block's queries, keys or values) and what it
 -- may do there: a perturbation in an L2, Linf or L1 ball of radius eps, the norm taken per
 -- example, per token or per channel, eps absolute or relative to the clean activation's norm,

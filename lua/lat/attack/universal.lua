@@ -1,4 +1,4 @@
--- universal.lua: universal attacks on image classifiers, one perturbation shared by every image:
+-- attack/universal.lua: universal attacks on image classifiers, one perturbation shared by every image:
 -- an adversarial patch (pasted at a random place per image) and a universal adversarial
 -- perturbation (added to every image, in an Linf or L2 ball). Each is optimised on training
 -- images by changing the input directly (no hooks) with lat.grad, then applied to held-out ones.
@@ -7,8 +7,8 @@
 local core = require 'lat.core'
 local lat = require 'lat.tensor'
 local data = require 'lat.data'
-local F = require 'lat.finite'
-require 'lat.threat'
+local F = require 'lat.tensor.finite'
+require 'lat.attack.threat'
 local raise = core.raise
 
 local U = {}

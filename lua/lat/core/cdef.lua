@@ -1,4 +1,4 @@
--- cdef.lua: the declarations of core/lat.h (the block between LAT_FFI_BEGIN and LAT_FFI_END),
+-- core/cdef.lua: the declarations of core/lat.h (the block between LAT_FFI_BEGIN and LAT_FFI_END),
 -- as LuaJIT's FFI reads them. tests/test_cdef.lua checks that the two stay the same.
 return [[
 enum { LAT_MAX_DIMS = 8 };

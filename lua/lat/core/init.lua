@@ -1,7 +1,7 @@
--- core.lua: loads liblat through the FFI and turns C failures into Lua errors at the caller.
+-- core/init.lua: loads liblat through the FFI and turns C failures into Lua errors at the caller.
 local ffi = require 'ffi'
 
-ffi.cdef(require 'lat.cdef')
+ffi.cdef(require 'lat.core.cdef')
 -- A Lua tensor is this one-pointer struct, not the pointer itself: LuaJIT gives pointers
 -- built-in arithmetic (p + 1 is the next struct), which would shadow the operator metamethods.
 -- Its finaliser drops the reference it holds.
@@ -22,8 +22,8 @@ local C = load_library()
 local M = { C = C, ffi = ffi }
 
 -- The stack level of the first caller outside the lat library, so that an error names the
--- user's line rather than ours.
-local lib_dir = debug.getinfo(1, 'S').source:match('^@(.*/)') or ''
+-- user's line rather than ours. The library is the folder above this file's (lua/lat/).
+local lib_dir = debug.getinfo(1, 'S').source:match('^@(.*/)[^/]+/[^/]+$') or ''
 local function user_level()
   local level = 3
   while true do

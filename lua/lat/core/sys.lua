@@ -1,4 +1,4 @@
--- sys.lua: the few POSIX calls the Lua library needs: a monotonic clock, isatty and mkdir -p.
+-- core/sys.lua: the few POSIX calls the Lua library needs: a monotonic clock, isatty and mkdir -p.
 -- Declared under private names (__asm__ redirection) so that scripts may declare the same
 -- functions themselves.
 local ffi = require 'ffi'

@@ -1,4 +1,4 @@
--- data.lua: lat.data, data sets and batches. Datasets (:len(), :get(i), optional :batch(index)),
+-- data/init.lua: lat.data, data sets and batches. Datasets (:len(), :get(i), optional :batch(index)),
 -- DataLoader and transforms, the byte tokenizer, the data set loaders and the file readers.
 --   local train = lat.data.fashion_mnist('train')
 --   for batch in lat.data.DataLoader(train, {batch_size = 128, shuffle = true, seed = 1}):iter() do

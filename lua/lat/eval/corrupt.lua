@@ -1,4 +1,4 @@
--- corrupt.lua: common corruptions of images in [0, 1] (gaussian noise, blur, contrast, fog,
+-- eval/corrupt.lua: common corruptions of images in [0, 1] (gaussian noise, blur, contrast, fog,
 -- pixelation) at severities 1..5, built from core ops and deterministic given a seed.
 --   local y = lat.eval.heldout.corrupt.apply(x, 'fog', 2, { seed = 7 })   -- x float32 [B, C, H, W]
 local core = require 'lat.core'

@@ -1,4 +1,4 @@
--- heldout.lua: lat.eval.heldout, "novel" attacks on image classifiers (PGD Linf and L2 at the
+-- eval/heldout.lua: lat.eval.heldout, "novel" attacks on image classifiers (PGD Linf and L2 at the
 -- input, a universal patch, a universal perturbation, common corruptions), run over a data set
 -- to give robust accuracy per attack and per family, the default Fashion-MNIST suite, and the
 -- target-class rates with which a recipe checks that corruptions do not set off trojans.
@@ -9,9 +9,9 @@ local core = require 'lat.core'
 local lat = require 'lat.tensor'
 local data = require 'lat.data'
 local A = require 'lat.attack'
-local C = require 'lat.corrupt'
-local U = require 'lat.universal'
-local sys = require 'lat.sys'
+local C = require 'lat.eval.corrupt'
+local U = require 'lat.attack.universal'
+local sys = require 'lat.core.sys'
 local raise = core.raise
 
 local H = { corrupt = C, universal = U }

@@ -1,4 +1,4 @@
--- heldout_text.lua: lat.eval.heldout_text, "novel" attacks on text classifiers that no defence
+-- eval/heldout_text.lua: lat.eval.heldout_text, "novel" attacks on text classifiers that no defence
 -- trains against: a gradient-guided substitution of up to k tokens (HotFlip-like), character
 -- typos in the raw text, and insertion of distractor text of the other class; run over a list of
 -- messages to give accuracy per attack and per family, as lat.eval.heldout does for images.
@@ -10,7 +10,7 @@
 local core = require 'lat.core'
 local lat = require 'lat.tensor'
 local base = require 'lat.trojan.base'
-local sys = require 'lat.sys'
+local sys = require 'lat.core.sys'
 local raise = core.raise
 
 local HT = {}
@@ -251,7 +251,7 @@ function HT.run(model, data, attacks, opts)
     result.rows[#result.rows + 1] = row
     result.accuracy[row.name] = row.accuracy
   end
-  local bar = require('lat.progress'){ label = opts.label or 'held-out attacks', total = #attacks, unit = 'attack',
+  local bar = require('lat.log.progress'){ label = opts.label or 'held-out attacks', total = #attacks, unit = 'attack',
     mode = opts.progress == false and 'off' or nil }
   for a, spec in ipairs(attacks) do
     local t0 = sys.now()
@@ -282,7 +282,7 @@ function HT.run(model, data, attacks, opts)
     bar:update(a, { last = result.rows[#result.rows].name })
   end
   bar:finish()
-  return require('lat.heldout').summarise(result)
+  return require('lat.eval.heldout').summarise(result)
 end
 
 return HT

@@ -1,11 +1,11 @@
--- eval.lua: lat.eval, measuring models: clean accuracy and loss over a data set, batched and
+-- eval/init.lua: lat.eval, measuring models: clean accuracy and loss over a data set, batched and
 -- without gradients, with the model in evaluation mode (restored afterwards). Logits that are
--- not finite raise an error naming the batch and the layer (finite.lua) rather than count as a
+-- not finite raise an error naming the batch and the layer (tensor/finite.lua) rather than count as a
 -- class.
 local core = require 'lat.core'
 local lat = require 'lat.tensor'
 local data = require 'lat.data'
-local F = require 'lat.finite'
+local F = require 'lat.tensor.finite'
 local raise = core.raise
 
 local E = {}
@@ -72,10 +72,10 @@ function E.lm_loss(model, dataset, opts)
   return { loss = sum / n, bits_per_token = sum / n / math.log(2), tokens = n }
 end
 
--- held-out attacks on images (lat/heldout.lua) and on text (lat/heldout_text.lua), and the
--- paper's cautions (lat/cautions.lua)
-E.heldout_text = require 'lat.heldout_text'
-E.heldout, E.flags, E.pareto = require 'lat.heldout', require('lat.cautions').flags, require('lat.cautions').pareto
-E.points = require('lat.cautions').points
+-- held-out attacks on images (eval/heldout.lua) and on text (eval/heldout_text.lua), and the
+-- paper's cautions (eval/pareto.lua)
+E.heldout_text = require 'lat.eval.heldout_text'
+E.heldout, E.flags, E.pareto = require 'lat.eval.heldout', require('lat.eval.pareto').flags, require('lat.eval.pareto').pareto
+E.points = require('lat.eval.pareto').points
 
 return E

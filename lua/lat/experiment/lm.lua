@@ -1,8 +1,8 @@
--- lm_experiment.lua: the pieces the text-generation recipes share (lm_trojans.lua,
+-- experiment/lm.lua: the pieces the text-generation recipes share (lm_trojans.lua,
 -- targeted_lat.lua): the data (Moby Dick as good text with code-word trojans inserted, State of
 -- the Union addresses as bad text), pretraining the trojaned byte-level GPT on that mix,
 -- fine-tuning on good text with a given loss, and the evaluation of one model.
---   local X = require 'lat.lm_experiment'
+--   local X = require 'lat.experiment.lm'
 --   local d = X.data(opt)                      -- opt: X.defaults plus the recipe's own options
 --   local model = X.pretrain(d, opt)
 --   local row = X.evaluate(model, d, opt)      -- good_loss, bad_loss, typo_loss, trojan_loss, ...
@@ -10,7 +10,7 @@ local lat = require 'lat'
 local core = require 'lat.core'
 local raise = core.raise
 local bytes = lat.data.bytes
-local now = require('lat.sys').now
+local now = require('lat.core.sys').now
 
 local X = {}
 X.IGNORE = -100

@@ -1,4 +1,4 @@
--- io.lua: lat.save and lat.load, checkpoints in the safetensors layout (zstd-compressed when the
+-- io/init.lua: lat.save and lat.load, checkpoints in the safetensors layout (zstd-compressed when the
 -- name ends in .zst), written atomically and read as hostile input by core/io_safetensors.c.
 local core = require 'lat.core'
 local lat = require 'lat.tensor'
@@ -47,7 +47,7 @@ local function metadata_json(meta)
     end
   end
   if next(meta) == nil then return '{}' end
-  return require('lat.json').encode(meta) -- sorted keys: the same metadata gives the same header bytes
+  return require('lat.io.json').encode(meta) -- sorted keys: the same metadata gives the same header bytes
 end
 
 -- lat.save(path, tensors[, opts]): tensors is a table name -> tensor (nested tables give dotted

@@ -1,8 +1,8 @@
--- json.lua: JSON text with object keys in sorted order, so that the same values give the same
+-- io/json.lua: JSON text with object keys in sorted order, so that the same values give the same
 -- bytes in every process (a Lua table's traversal order changes from run to run). Scalars are
 -- written by lua-cjson, as before; tables follow cjson's rules (an array when the keys are 1..n,
 -- holes as null, an excessively sparse one and {} as an object).
---   require('lat.json').encode{ b = 1, a = { 1, 2 } }  -> {"a":[1,2],"b":1}
+--   require('lat.io.json').encode{ b = 1, a = { 1, 2 } }  -> {"a":[1,2],"b":1}
 local cjson = require('cjson').new()
 
 local J = { null = cjson.null }

@@ -1,15 +1,15 @@
--- log.lua: what a run writes down: a progress bar, JSON-lines and CSV writers, and a run folder
+-- log/init.lua: what a run writes down: a progress bar, JSON-lines and CSV writers, and a run folder
 -- holding config.json and the metric files.
 --   local run = lat.log.run_dir('runs/exp1', config)
 --   run:jsonl('metrics'):write{ epoch = 1, loss = 0.25 }     -- runs/exp1/metrics.jsonl
 local core = require 'lat.core'
 local lat = require 'lat.tensor'
-local sys = require 'lat.sys'
+local sys = require 'lat.core.sys'
 local raise = core.raise
 
-local json = require 'lat.json' -- sorted keys: the same record gives the same bytes in every run
+local json = require 'lat.io.json' -- sorted keys: the same record gives the same bytes in every run
 
-local M = { progress = require 'lat.progress', null = json.null }
+local M = { progress = require 'lat.log.progress', null = json.null }
 
 -- A copy of v that JSON can hold and Python's json can read: nan and +-inf become null, scalar
 -- tensors numbers (others nested lists), 64-bit cdata numbers, anything else its tostring.

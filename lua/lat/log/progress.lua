@@ -1,11 +1,11 @@
--- progress.lua: a progress bar (label, done/total, rate, ETA, live fields such as the running
+-- log/progress.lua: a progress bar (label, done/total, rate, ETA, live fields such as the running
 -- loss) on stderr; redrawn in place on a terminal, otherwise a line at every tenth of the total
 -- or every `every` seconds, so that CI logs stay small. In a notebook (the lat kernel sets
 -- progress.display) the bar is a display under the cell, redrawn in place twice a second.
 --   local bar = lat.log.progress{ label = 'epoch 1', total = #batches }
 --   for i = 1, n do ...; bar:update(i, { loss = running }) end
 --   bar:finish()
-local sys = require 'lat.sys'
+local sys = require 'lat.core.sys'
 
 local Bar = {}
 Bar.__index = Bar

@@ -1,4 +1,4 @@
--- models.lua: the models experiments train and attack, built from lat.nn, each with named
+-- models/init.lua: the models experiments train and attack, built from lat.nn, each with named
 -- blocks that serve as attack layers: an MLP, a small CNN, a ResNet for 28x28 images, a
 -- transformer text classifier and a GPT-style decoder language model with generation.
 local core = require 'lat.core'
@@ -233,7 +233,7 @@ function M.save(model, path, metadata)
   local meta = {}
   for k, v in pairs(metadata or {}) do meta[k] = tostring(v) end
   meta.model = model.__name
-  meta.config = require('lat.json').encode(model.config or {}) -- sorted keys, the same bytes each run
+  meta.config = require('lat.io.json').encode(model.config or {}) -- sorted keys, the same bytes each run
   return lat.save(path, model:state_dict(), { metadata = meta })
 end
 

@@ -1,4 +1,4 @@
--- optim.lua: optimisers (SGD, AdamW) that update parameters in place with one fused C call per
+-- optim/init.lua: optimisers (SGD, AdamW) that update parameters in place with one fused C call per
 -- tensor, gradient-norm clipping, and optimiser state as name -> tensor for checkpoints.
 --   local opt = lat.optim.AdamW(model:named_parameters(), { lr = 1e-3 })
 --   opt:zero_grad(); loss:backward(); opt:step()
@@ -6,7 +6,7 @@ local core = require 'lat.core'
 local lat = require 'lat.tensor'
 local ffi, C, check, raise = core.ffi, core.C, core.check, core.raise
 
-local M = { schedule = require 'lat.schedule' }
+local M = { schedule = require 'lat.optim.schedule' }
 
 -- params: a tensor, an array of tensors, an array of {name, tensor} pairs (as
 -- model:named_parameters() returns) or a model. Returns the tensors (each once) and their names

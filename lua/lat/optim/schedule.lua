@@ -1,4 +1,4 @@
--- schedule.lua: learning-rate schedules (lat.optim.schedule), each a function(step) -> lr, where
+-- optim/schedule.lua: learning-rate schedules (lat.optim.schedule), each a function(step) -> lr, where
 -- step = 1 is the first optimisation step (lat.train passes optimizer.steps + 1).
 local raise = require('lat.core').raise
 local S = {}

@@ -1,4 +1,4 @@
--- plot.lua: lat.plot, PNG figures: line and scatter plots through gnuplot, image grids directly.
+-- plot/init.lua: lat.plot, PNG figures: line and scatter plots through gnuplot, image grids directly.
 --   lat.plot.line{ path = 'run/loss.png', xlabel = 'step', ylabel = 'loss', logy = true,
 --     series = { { name = 'train', x = steps, y = losses }, { name = 'val', y = val } } }
 --   lat.plot.scatter{ path = 'run/pareto.png', xlabel = 'clean accuracy', ylabel = 'robust accuracy',
@@ -29,7 +29,7 @@
 --           without labels.
 local core = require 'lat.core'
 local lat = require 'lat.tensor'
-local sys = require 'lat.sys'
+local sys = require 'lat.core.sys'
 local files = require 'lat.data.files'
 local raise = core.raise
 

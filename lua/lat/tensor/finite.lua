@@ -1,8 +1,8 @@
--- finite.lua: the check that stops a training step, an attack or an evaluation at the first NaN
+-- tensor/finite.lua: the check that stops a training step, an attack or an evaluation at the first NaN
 -- or Inf in a loss, a gradient or a perturbation, with an error naming the step, the tensor and,
 -- for a model, the first layer whose output is not finite. On by default; lat.check_finite(false)
 -- or LAT_CHECK_FINITE=0 in the environment turns it off.
---   local F = require 'lat.finite'
+--   local F = require 'lat.tensor.finite'
 --   if F.enabled and not F.tensor(g) then F.fail('attack: step 3: the gradient ...') end
 local core = require 'lat.core'
 local ffi, C = core.ffi, core.C

@@ -1,4 +1,4 @@
--- gradcheck.lua: compares the gradients autograd computes with central finite differences.
+-- tensor/gradcheck.lua: compares the gradients autograd computes with central finite differences.
 --   local ok, report = lat.gradcheck(function(x, w) return lat.linear(x, w) end, { x, w })
 -- The output is projected onto a fixed random direction r, so one scalar L = sum(r * f(inputs))
 -- is differentiated; L is summed in double precision in Lua so that float32 rounding of the

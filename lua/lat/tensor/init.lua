@@ -1,4 +1,4 @@
--- tensor.lua: the tensor type (an ffi.metatype over struct lat_tensor), its creation functions
+-- tensor/init.lua: the tensor type (an ffi.metatype over struct lat_tensor), its creation functions
 -- and its methods. Dimension numbers and positions written in Lua are 1-based (negative counts
 -- from the end); values stored in int32 tensors (labels, token ids, indices) are 0-based data.
 --

@@ -1,4 +1,4 @@
--- ops.lua: the differentiable ops as tensor methods and lat.* functions, one line each where
+-- tensor/ops.lua: the differentiable ops as tensor methods and lat.* functions, one line each where
 -- the C op does the work; composites (mean, norm, softmax helpers) are written here from them.
 local core = require 'lat.core'
 local lat = require 'lat.tensor'

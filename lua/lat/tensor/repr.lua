@@ -1,4 +1,4 @@
--- repr.lua: readable text for tensors (shape, dtype, values; long ones summarised with '...')
+-- tensor/repr.lua: readable text for tensors (shape, dtype, values; long ones summarised with '...')
 -- and for any Lua value, as the REPL prints them.
 local core = require 'lat.core'
 local ffi, C = core.ffi, core.C

@@ -1,4 +1,4 @@
--- cell.lua: how typed source becomes something to run, shared by the REPL (a line or a
+-- tools/cell.lua: how typed source becomes something to run, shared by the REPL (a line or a
 -- multi-line chunk) and the notebook kernel (a cell). A cell is statements whose last one, if it
 -- is an expression, gives the values shown ('x = 2\nx * 3' shows 6); the rest runs as usual.
 local lat = require 'lat'

@@ -1,4 +1,4 @@
--- complete.lua: what the REPL offers on Tab, and help(f). complete('model.blo') looks up
+-- tools/complete.lua: what the REPL offers on Tab, and help(f). complete('model.blo') looks up
 -- `model` from the globals, lists the names reachable from it (fields, methods through
 -- metatables, a tensor's methods and properties, a module's layers) and returns those that
 -- start with 'blo', each as the whole word ('model.blocks'). help(f) prints the comment block

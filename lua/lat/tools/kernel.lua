@@ -1,6 +1,6 @@
--- kernel.lua: the Lua side of lat's Jupyter kernel (notebooks/kernel/lat_kernel.py starts
--- `lat -e "require('lat.kernel').serve()"` and talks to it). The same engine as the lat
--- command's REPL: cells compile and show their values through lat.cell and run under
+-- tools/kernel.lua: the Lua side of lat's Jupyter kernel (notebooks/kernel/lat_kernel.py starts
+-- `lat -e "require('lat.tools.kernel').serve()"` and talks to it). The same engine as the lat
+-- command's REPL: cells compile and show their values through lat.tools.cell and run under
 -- cli.run, so Ctrl-C (the notebook's interrupt, a SIGINT) stops a cell with an error and the
 -- session goes on.
 -- Protocol: requests arrive on stdin, one JSON object a line:
@@ -20,8 +20,8 @@ local ffi = require 'ffi'
 local cjson = require('cjson').new()
 local cli = require 'lat.cli'
 local lat = require 'lat'
-local cell = require 'lat.cell'
-local complete = require 'lat.complete'
+local cell = require 'lat.tools.cell'
+local complete = require 'lat.tools.complete'
 
 ffi.cdef [[ void *lat_kernel_signal(int sig, void *handler) __asm__("signal"); ]]
 local SIGINT, SIG_IGN = 2, ffi.cast('void *', 1)
@@ -83,7 +83,7 @@ end
 -- serve(): answers requests until stdin closes
 function M.serve()
   local fd = tonumber(os.getenv('LAT_KERNEL_FD'))
-  if not fd then error('lat.kernel: LAT_KERNEL_FD is not set (the kernel is started by notebooks/kernel/lat_kernel.py)') end
+  if not fd then error('lat.tools.kernel: LAT_KERNEL_FD is not set (the kernel is started by notebooks/kernel/lat_kernel.py)') end
   replies = assert(io.open('/dev/fd/' .. fd, 'w'))
   -- Between cells a stray interrupt must not end the session; cli.run arms it during a cell.
   ffi.C.lat_kernel_signal(SIGINT, SIG_IGN)
@@ -104,7 +104,7 @@ function M.serve()
   for line in requests:lines() do
     local ok, req = pcall(cjson.decode, line)
     if not ok or type(req) ~= 'table' then
-      send{ type = 'error', ename = 'ProtocolError', evalue = 'lat.kernel: bad request: ' .. line, traceback = {} }
+      send{ type = 'error', ename = 'ProtocolError', evalue = 'lat.tools.kernel: bad request: ' .. line, traceback = {} }
     elseif req.op == 'execute' then
       execute(req)
     elseif req.op == 'complete' then

@@ -1,10 +1,10 @@
--- repl.lua: the interactive loop of the lat command. Each line runs as a cell (lat.cell): the
--- values of a final expression are printed; an incomplete chunk asks for more lines; an error
--- prints its message and the loop goes on.
+-- tools/repl.lua: the interactive loop of the lat command. Each line runs as a cell
+-- (lat.tools.cell): the values of a final expression are printed; an incomplete chunk asks for
+-- more lines; an error prints its message and the loop goes on.
 local cli = require 'lat.cli'
 local lat = require 'lat'
-local complete = require 'lat.complete'
-local cell = require 'lat.cell'
+local complete = require 'lat.tools.complete'
+local cell = require 'lat.tools.cell'
 _G.lat = lat
 _G.help = complete.help
 cli.complete = complete.complete

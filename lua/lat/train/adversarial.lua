@@ -1,4 +1,4 @@
--- defence.lua: training under attack. One loss function serves every defence the paper
+-- train/adversarial.lua: training under attack. One loss function serves every defence the paper
 -- compares: none (clean loss), AT (the adversary at the input or the embeddings), LAT (at any
 -- layer or layers), RLP (a random perturbation of the same size); they differ only in the
 -- threat model and the attack. Targeted LAT is the same with a toward/away objective.

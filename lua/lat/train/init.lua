@@ -1,4 +1,4 @@
--- train.lua: the training loop a recipe calls in one line, and its pieces (one step, one epoch)
+-- train/init.lua: the training loop a recipe calls in one line, and its pieces (one step, one epoch)
 -- for recipes that take it apart. Every piece takes the same configuration table:
 --   lat.train.fit{ model = m, loader = l, optimizer = opt, epochs = 5,
 --                  loss = function(model, batch) return loss_tensor, { acc = a } end,
@@ -10,8 +10,8 @@ local core = require 'lat.core'
 local lat = require 'lat.tensor'
 local optim = require 'lat.optim'
 local log = require 'lat.log'
-local sys = require 'lat.sys'
-local F = require 'lat.finite'
+local sys = require 'lat.core.sys'
+local F = require 'lat.tensor.finite'
 local raise = core.raise
 
 local M = {}
@@ -25,7 +25,7 @@ end
 -- (optimizer.steps + 1), zero_grad, loss, backward, clipping, update. The loss function gets
 -- (model, batch, { step = that step }). Returns the loss (a number), the loss function's extra
 -- metrics (or nil) and the gradient norm before clipping (when clipping). A loss or a gradient
--- that is not finite raises an error naming the step, and the layer or the parameter (finite.lua).
+-- that is not finite raises an error naming the step, and the layer or the parameter (tensor/finite.lua).
 function M.step(cfg, batch)
   if type(cfg) ~= 'table' then raise('train.step: expected a configuration table, got ' .. type(cfg)) end
   if type(cfg.loss) ~= 'function' then raise('train: loss must be a function(model, batch) -> loss, got ' .. type(cfg.loss)) end

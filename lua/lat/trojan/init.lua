@@ -1,4 +1,4 @@
--- trojan.lua: lat.trojan, data poisoning that implants trojans (image patch / blend / warp
+-- trojan/init.lua: lat.trojan, data poisoning that implants trojans (image patch / blend / warp
 -- triggers, text trigger phrases, language-model code words) and their attack success rates.
 --   local t = lat.trojan.patch{ target = 0, rate = 0.01 }
 --   local loader = lat.data.DataLoader(train, { batch_size = 128, shuffle = true,
