@@ -8,7 +8,7 @@
 local core = require 'lat.core'
 local lat = require 'lat.tensor'
 local F = require 'lat.tensor.finite'
-require 'lat.attack.threat'
+local Threat = require('lat.attack.threat').Threat
 local raise = core.raise
 
 local A = {}
@@ -116,7 +116,7 @@ local function check_pgd_args(model, batch, threat, opts)
     raise('attack: the first argument must be a lat.nn model, got ' .. type(model))
   end
   if type(batch) ~= 'table' then raise('attack: the second argument must be a batch table (e.g. {x =, y =}), got ' .. type(batch)) end
-  if getmetatable(threat) ~= lat.Threat then raise('attack: the third argument must be a lat.threat{...}') end
+  if getmetatable(threat) ~= Threat then raise('attack: the third argument must be a lat.threat{...}') end
   if type(opts) ~= 'table' then raise('attack: the options must be a table, got ' .. type(opts)) end
   if opts.steps ~= nil and not core.natural(opts.steps) then
     raise(('attack: steps must be an integer >= 0, got %s'):format(tostring(opts.steps)))
@@ -236,5 +236,8 @@ function A.random(model, batch, threat, opts)
   o.steps, o.init = 0, opts.init or 'sphere'
   return A.pgd(model, batch, threat, o)
 end
+
+-- lat.attack.universal: one perturbation or patch shared by every image (attack/universal.lua)
+A.universal = require 'lat.attack.universal'
 
 return A

@@ -11,6 +11,7 @@ local raise = core.raise
 
 local Threat = {}
 Threat.__index = Threat
+local M = { Threat = Threat } -- lat/init.lua makes M.new lat.threat and Threat lat.Threat
 
 local NORMS = { l2 = true, linf = true, l1 = true }
 local FIELDS = { where = true, norm = true, eps = true, relative = true, granularity = true, clamp = true, mask = true,
@@ -42,7 +43,7 @@ end
 -- lat.threat{ where=, norm = 'l2', eps=, relative = false, granularity = 'example',
 --   clamp = nil | {lo, hi} | 'batch_range', mask = nil | tensor | function(batch, clean) -> tensor,
 --   embedding = 'embed' }
-function lat.threat(spec)
+function M.new(spec)
   if type(spec) ~= 'table' then raise('threat: expected a table of settings') end
   for k in pairs(spec) do
     if not FIELDS[k] then
@@ -251,5 +252,4 @@ function Threat.__tostring(t)
     d.granularity, d.clamp and (', clamp ' .. d.clamp) or '')
 end
 
-lat.Threat = Threat
-return lat.threat
+return M

@@ -8,7 +8,7 @@ local core = require 'lat.core'
 local lat = require 'lat.tensor'
 local data = require 'lat.data'
 local F = require 'lat.tensor.finite'
-require 'lat.attack.threat'
+local new_threat = require('lat.attack.threat').new
 local raise = core.raise
 
 local U = {}
@@ -150,7 +150,7 @@ function U.fit_uap(model, ds, opts)
   local o = {}
   for k, v in pairs(opts or {}) do o[k] = v end
   check_options('fit_uap', model, o)
-  local tm = lat.threat{ where = 'input', norm = o.norm or 'linf', eps = o.eps or 16 / 255 }
+  local tm = new_threat{ where = 'input', norm = o.norm or 'linf', eps = o.eps or 16 / 255 }
   o.rule = o.rule or (tm.norm == 'linf' and 'sign' or 'l2')
   o.step_size = o.step_size or tm.eps / 10
   local first = batches(ds, 1, 0)()

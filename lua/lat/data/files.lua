@@ -4,7 +4,7 @@ local core = require 'lat.core'
 local ffi, C, wrap, check, raise = core.ffi, core.C, core.wrap, core.check, core.raise
 local lat = require 'lat.tensor'
 
-local need_tensor = lat._need_tensor
+local need_tensor = require('lat.tensor.private').need_tensor
 local M = {}
 
 M.HINT = 'run datasets/fetch.sh to fetch and check the data sets (LAT_DATA sets their folder)'

@@ -9,6 +9,7 @@ local core = require 'lat.core'
 local lat = require 'lat.tensor'
 local data = require 'lat.data'
 local A = require 'lat.attack'
+local new_threat = require('lat.attack.threat').new
 local C = require 'lat.eval.corrupt'
 local U = require 'lat.attack.universal'
 local sys = require 'lat.core.sys'
@@ -40,7 +41,7 @@ end
 
 -- lat.attack.pgd with lat.threat{where = 'input', clamp = {0, 1}}
 function H.pgd(model, batch, opts)
-  local tm = lat.threat{ where = 'input', norm = opts.norm or 'linf', eps = opts.eps, clamp = { 0, 1 } }
+  local tm = new_threat{ where = 'input', norm = opts.norm or 'linf', eps = opts.eps, clamp = { 0, 1 } }
   local r = A.pgd(model, batch, tm, { steps = opts.steps or 10, step_size = opts.step_size,
     init = opts.init or 'uniform', rng = opts.rng })
   local xa = lat.no_grad(function() return batch.x + r.deltas.input end)

@@ -1,11 +1,12 @@
--- io/init.lua: lat.save and lat.load, checkpoints in the safetensors layout (zstd-compressed when the
--- name ends in .zst), written atomically and read as hostile input by core/io_safetensors.c.
+-- io/init.lua: lat.io, and lat.save and lat.load, checkpoints in the safetensors layout
+-- (zstd-compressed when the name ends in .zst), written atomically and read as hostile input by
+-- core/io_safetensors.c.
 local core = require 'lat.core'
-local lat = require 'lat.tensor'
 local json = require('cjson').new()
 local ffi, C, raise = core.ffi, core.C, core.raise
 
-local is_tensor = lat.is_tensor
+local is_tensor = require('lat.tensor').is_tensor
+local M = {} -- lat/init.lua puts save, load, set_read_limit and read_limit in the lat namespace
 
 local function where(prefix) return prefix == '' and 'the top table' or "table '" .. prefix .. "'" end
 
@@ -53,7 +54,7 @@ end
 -- lat.save(path, tensors[, opts]): tensors is a table name -> tensor (nested tables give dotted
 -- names); opts.compress = true/false or a zstd level (default: true when path ends in .zst),
 -- opts.metadata = {string -> string}. Returns the names written, sorted.
-function lat.save(path, tensors, opts)
+function M.save(path, tensors, opts)
   if type(path) ~= 'string' then raise('save: path must be a string, got ' .. type(path)) end
   if type(tensors) ~= 'table' then
     raise('save: tensors must be a table of name -> tensor, got ' .. type(tensors))
@@ -84,16 +85,16 @@ end
 -- whichever is less, and a compressed file may decode to at most 1100 times its size beyond
 -- 64 MiB; a limit set here replaces both, so a genuine all-zero compressed checkpoint loads
 -- after lat.set_read_limit(its decoded size)). Returns the previous limit. lat.read_limit() returns the current one.
-function lat.set_read_limit(bytes)
+function M.set_read_limit(bytes)
   if type(bytes) ~= 'number' or bytes ~= math.floor(bytes) or bytes < 0 or bytes >= 2^63 then
     raise('set_read_limit: bytes must be a whole number of bytes from 0 (the default) to 2^63, got ' .. tostring(bytes))
   end
   return tonumber(C.lat_set_read_limit(bytes))
 end
-function lat.read_limit() return tonumber(C.lat_read_limit()) end
+function M.read_limit() return tonumber(C.lat_read_limit()) end
 
 -- lat.load(path) -> tensors (name -> tensor), metadata (string -> string)
-function lat.load(path)
+function M.load(path)
   if type(path) ~= 'string' then raise('load: path must be a string, got ' .. type(path)) end
   local ck = C.lat_load_safetensors(path)
   if ck == nil then raise(core.c_error()) end
@@ -107,4 +108,4 @@ function lat.load(path)
   return tensors, metadata
 end
 
-return lat
+return M

@@ -234,7 +234,7 @@ function M.save(model, path, metadata)
   for k, v in pairs(metadata or {}) do meta[k] = tostring(v) end
   meta.model = model.__name
   meta.config = require('lat.io.json').encode(model.config or {}) -- sorted keys, the same bytes each run
-  return lat.save(path, model:state_dict(), { metadata = meta })
+  return require('lat.io').save(path, model:state_dict(), { metadata = meta })
 end
 
 -- ---------------------------------------------------------------- checking a saved config
@@ -345,7 +345,7 @@ end
 -- load(path) -> model (in evaluation mode), metadata: rebuilds the model saved by save
 function M.load(path)
   local cjson = require 'cjson'
-  local tensors, meta = lat.load(path)
+  local tensors, meta = require('lat.io').load(path)
   local cls = meta.model and FIELDS[meta.model] and M[meta.model]
   if not cls then raise(("checkpoint %s: no lat.models class recorded (metadata 'model' is %s)"):format(path, tostring(meta.model))) end
   local ok, config = pcall(cjson.decode, meta.config or '{}')

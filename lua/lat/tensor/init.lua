@@ -13,92 +13,17 @@
 -- writing so into a tensor that an op may have kept.
 local core = require 'lat.core'
 local ffi, C, wrap, check, raise = core.ffi, core.C, core.wrap, core.check, core.raise
+local P = require 'lat.tensor.private'
+local dtype_code, is_tensor, need_tensor, opt_tensor = P.dtype_code, P.is_tensor, P.need_tensor, P.opt_tensor
+local shape_buf, check_size, read_shape = P.shape_buf, P.check_size, P.read_shape
 
 local T = {}        -- methods
 local lat = {}      -- functions that become part of the lat namespace
 
-local DTYPES = { float32 = C.LAT_F32, int32 = C.LAT_I32, uint8 = C.LAT_U8 }
 local DTYPE_NAMES = { [0] = 'float32', [1] = 'int32', [2] = 'uint8' }
 lat.float32, lat.int32, lat.uint8 = 'float32', 'int32', 'uint8'
 
-local function dtype_code(d)
-  if d == nil then return C.LAT_F32 end
-  local code = DTYPES[d]
-  if not code then raise(("unknown dtype '%s' (use 'float32', 'int32' or 'uint8')"):format(tostring(d))) end
-  return code
-end
-
-local function is_tensor(x) return type(x) == 'cdata' and ffi.istype('lat_ref', x) end
 lat.is_tensor = is_tensor
-
--- the C pointer of a tensor argument, or an error naming the argument
-local function need_tensor(x, what)
-  if not is_tensor(x) then raise(('%s must be a tensor, got %s'):format(what, type(x))) end
-  return x.ptr
-end
--- the same for an optional argument
-local function opt_tensor(x, what)
-  if x == nil then return nil end
-  return need_tensor(x, what)
-end
-
--- scratch buffers for shapes and dims handed to C (copied by C at once)
-local shape_buf = ffi.new('int64_t[8]')
-local dims_buf = ffi.new('int[8]')
-
--- a size for an int64_t: an integer that int64_t holds (2^63 and up, inf and NaN would wrap or
--- turn into nonsense on the way to C); -1 passes, for reshape and expand
-local function check_size(what, i, v)
-  if v ~= math.floor(v) or v >= 2^63 or v < -2^63 then
-    local name = type(i) == 'number' and 'size ' .. i or i
-    raise(('%s: %s (%s) is not an integer that fits in int64'):format(what, name, tostring(v)))
-  end
-end
-
--- Shape from varargs (2, 3) or a table {2, 3}; returns ndim. Trailing non-number args ignored.
-local function read_shape(what, ...)
-  local a = ...
-  local n = 0
-  if type(a) == 'table' then
-    for i = 1, #a do
-      local v = a[i]
-      if type(v) ~= 'number' then raise(('%s: size %d is a %s, not an integer'):format(what, i, type(v))) end
-      check_size(what, i, v)
-      n = n + 1
-      if n > 8 then raise(what .. ': at most 8 dimensions') end
-      shape_buf[n - 1] = v
-    end
-  else
-    for i = 1, select('#', ...) do
-      local v = select(i, ...)
-      if type(v) ~= 'number' then break end
-      check_size(what, i, v)
-      n = n + 1
-      if n > 8 then raise(what .. ': at most 8 dimensions') end
-      shape_buf[n - 1] = v
-    end
-  end
-  return n
-end
-
--- Lua dim (1-based, negative from the end) to C dim (0-based, negative from the end)
-local function cdim(d, what)
-  if type(d) ~= 'number' or d == 0 or d ~= math.floor(d) then
-    raise(('%s: dimension %s is invalid (dimensions are 1-based; -1 is the last)'):format(what, tostring(d)))
-  end
-  return d > 0 and d - 1 or d
-end
-lat._cdim = cdim
-
--- dims: nil (all), a number, or a table of numbers; returns count (0 = all)
-local function read_dims(dims, what)
-  if dims == nil then return 0 end
-  if type(dims) == 'number' then dims_buf[0] = cdim(dims, what); return 1 end
-  if type(dims) ~= 'table' then raise(what .. ': dims must be a number or a table of numbers') end
-  if #dims > 8 then raise(('%s: %d dimensions given, a tensor has at most 8'):format(what, #dims)) end
-  for i = 1, #dims do dims_buf[i - 1] = cdim(dims[i], what) end
-  return #dims
-end
 
 -- the trailing option of a creation call: a dtype string or a table {dtype=, requires_grad=}
 local function creation_opts(...)
@@ -207,12 +132,8 @@ end
 -- ---------------------------------------------------------------- random numbers
 
 -- A generator: lat.Generator(seed). lat.manual_seed(s) reseeds the default one.
-function lat.Generator(seed)
-  local g = ffi.new('lat_rng')
-  C.lat_rng_seed(g, seed or 0)
-  return g
-end
-lat.default_generator = lat.Generator(0)
+lat.Generator = P.generator
+lat.default_generator = P.default_generator
 function lat.manual_seed(seed) C.lat_rng_seed(lat.default_generator, seed) end
 
 local function gen(opts) return (type(opts) == 'table' and opts.rng) or lat.default_generator end
@@ -466,8 +387,59 @@ local setters = {
   end,
 }
 
-lat._methods, lat._getters, lat._setters = T, getters, setters
-lat._read_shape, lat._read_dims, lat._shape_buf, lat._dims_buf = read_shape, read_dims, shape_buf, dims_buf
-lat._need_tensor, lat._opt_tensor, lat._dtype_code = need_tensor, opt_tensor, dtype_code
+-- ---------------------------------------------------------------- the metatype
 
+-- the differentiable ops (tensor/ops.lua): methods, and functions of the lat namespace
+local ops = require 'lat.tensor.ops'
+for k, v in pairs(ops.methods) do T[k] = v end
+for k, v in pairs(ops.functions) do lat[k] = v end
+
+local function index(t, k)
+  local m = T[k]
+  if m ~= nil then return m end
+  local g = getters[k]
+  if g then return g(t) end
+  return nil
+end
+
+local function newindex(t, k, v)
+  local s = setters[k]
+  if not s then core.raise(("tensor: cannot set field '%s'"):format(tostring(k))) end
+  s(t, v)
+end
+
+ffi.metatype('lat_ref', {
+  __gc = function(r) C.lat_release(r.ptr) end,
+  __index = index,
+  __newindex = newindex,
+  __add = T.add, __sub = T.sub, __mul = T.mul, __div = T.div,
+  __unm = T.neg,
+  __pow = function(a, b) return T.pow(a, b) end,
+  __len = function(t) return t.ptr.ndim > 0 and tonumber(t.ptr.shape_[0]) or 0 end,
+  __tostring = require('lat.tensor.repr').tensor,
+})
+lat.Tensor = T -- the methods: a function added here is a method of every tensor
+
+-- ---------------------------------------------------------------- threads and memory
+
+function lat.set_num_threads(n) C.lat_set_num_threads(n) end
+function lat.get_num_threads() return C.lat_get_num_threads() end
+
+-- memory: what the caching allocator holds, in bytes
+function lat.memory()
+  return {
+    live = tonumber(C.lat_live_bytes()),
+    cached = tonumber(C.lat_cached_bytes()),
+    peak = tonumber(C.lat_peak_bytes()),
+    fresh_allocations = tonumber(C.lat_fresh_allocations()),
+  }
+end
+-- collect unreachable tensors now and give cached memory back to the system
+function lat.collect(empty_cache)
+  collectgarbage()
+  collectgarbage()
+  if empty_cache then C.lat_empty_cache() end
+end
+
+C.lat_get_num_threads() -- settle the thread count (LAT_NUM_THREADS or all cores)
 return lat

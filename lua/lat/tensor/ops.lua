@@ -1,15 +1,16 @@
 -- tensor/ops.lua: the differentiable ops as tensor methods and lat.* functions, one line each where
 -- the C op does the work; composites (mean, norm, softmax helpers) are written here from them.
 local core = require 'lat.core'
-local lat = require 'lat.tensor'
+local P = require 'lat.tensor.private'
 local ffi, C, wrap, raise = core.ffi, core.C, core.wrap, core.raise
-local T = lat._methods
-local need, opt, cdim, read_dims, dims_buf = lat._need_tensor, lat._opt_tensor, lat._cdim, lat._read_dims, lat._dims_buf
-local read_shape, shape_buf = lat._read_shape, lat._shape_buf
+local T = {}   -- methods; tensor/init.lua installs them in the tensor type
+local lat = {} -- functions (lat.where, lat.cat, ...); tensor/init.lua puts them in its namespace
+local need, opt, cdim, read_dims, dims_buf = P.need_tensor, P.opt_tensor, P.cdim, P.read_dims, P.dims_buf
+local read_shape, shape_buf = P.read_shape, P.shape_buf
 
-local is_tensor = lat.is_tensor
+local is_tensor = P.is_tensor
 
-local function scalar_like(x) return lat.full({}, x) end
+local function scalar_like(x) return wrap(C.lat_full(C.LAT_F32, 0, shape_buf, x)) end
 
 -- ---------------------------------------------------------------- elementwise
 
@@ -305,7 +306,7 @@ function T.index_select(x, dim, index) return wrap(C.lat_index_select(need(x, 'i
 -- dropout(x, p, training[, rng]): identity when not training
 function lat.dropout(x, p, training, rng)
   if not training or p == 0 then return x end
-  return wrap(C.lat_dropout(need(x, 'dropout: input'), p, rng or lat.default_generator))
+  return wrap(C.lat_dropout(need(x, 'dropout: input'), p, rng or P.default_generator))
 end
 
 -- functional forms of the methods: lat.relu(x), lat.sum(x, dims), ...
@@ -316,4 +317,4 @@ for _, name in ipairs({ 'add', 'sub', 'mul', 'div', 'neg', 'exp', 'log', 'sqrt',
   lat[name] = T[name]
 end
 
-return lat
+return { methods = T, functions = lat }

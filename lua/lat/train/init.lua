@@ -148,4 +148,7 @@ function M.fit(cfg)
   return history
 end
 
+-- lat.train.adversarial: the loss for training under attack (train/adversarial.lua)
+M.adversarial = require 'lat.train.adversarial'
+
 return M
