@@ -1,5 +1,6 @@
 -- data/init.lua: lat.data, data sets and batches. Datasets (:len(), :get(i), optional :batch(index)),
--- DataLoader and transforms, the byte tokenizer, the data set loaders and the file readers.
+-- DataLoader and transforms, the byte tokenizer, the data set loaders and the IDX reader (PNG
+-- files: lat.io).
 --   local train = lat.data.fashion_mnist('train')
 --   for batch in lat.data.DataLoader(train, {batch_size = 128, shuffle = true, seed = 1}):iter() do
 --     local logits = model(batch.x)          -- x float32 [128, 1, 28, 28], y int32 [128]
@@ -25,5 +26,5 @@ return {
   fashion_mnist = vision.fashion_mnist, image_folder = vision.image_folder,
   spam = text.spam, moby_dick = text.moby_dick, sotu = text.sotu,
   -- files
-  read_idx = files.read_idx, read_png = files.read_png, write_png = files.write_png,
+  read_idx = files.read_idx,
 }

@@ -1,6 +1,6 @@
--- io/init.lua: lat.io, and lat.save and lat.load, checkpoints in the safetensors layout
+-- io/init.lua: lat.io: lat.save and lat.load, checkpoints in the safetensors layout
 -- (zstd-compressed when the name ends in .zst), written atomically and read as hostile input by
--- core/io_safetensors.c.
+-- core/io_safetensors.c; and PNG images (io/png.lua).
 local core = require 'lat.core'
 local json = require('cjson').new()
 local ffi, C, raise = core.ffi, core.C, core.raise
@@ -107,5 +107,9 @@ function M.load(path)
   C.lat_checkpoint_free(ffi.gc(ck, nil))
   return tensors, metadata
 end
+
+-- lat.io.read_png(path), lat.io.write_png(path, image)
+local png = require 'lat.io.png'
+M.read_png, M.write_png = png.read_png, png.write_png
 
 return M

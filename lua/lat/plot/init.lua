@@ -30,7 +30,7 @@
 local core = require 'lat.core'
 local lat = require 'lat.tensor'
 local sys = require 'lat.core.sys'
-local files = require 'lat.data.files'
+local png = require 'lat.io.png'
 local raise = core.raise
 
 local M = {}
@@ -353,7 +353,7 @@ function M.images(opts)
     local base = os.tmpname()
     local tmp = base .. '.png'
     local ok, err = render({ path = tmp, gnuplot = opts.gnuplot }, W, H, {}, script)
-    local canvas = ok and files.read_png(tmp)
+    local canvas = ok and png.read_png(tmp)
     os.remove(tmp)
     os.remove(base)
     if not ok then return nil, err end
@@ -404,7 +404,7 @@ function M.images(opts)
     local ok, err = sys.mkdir_p(dir)
     if not ok then return nil, 'plot.images: ' .. err end
   end
-  files.write_png(opts.path, grid)
+  png.write_png(opts.path, grid)
   return opts.path, note
 end
 
