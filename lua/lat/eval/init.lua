@@ -72,10 +72,10 @@ function E.lm_loss(model, dataset, opts)
   return { loss = sum / n, bits_per_token = sum / n / math.log(2), tokens = n }
 end
 
--- held-out attacks on images (eval/heldout.lua) and on text (eval/heldout_text.lua), and the
--- paper's cautions (eval/pareto.lua)
+-- held-out attacks on images (eval/heldout.lua) and on text (eval/heldout_text.lua), the
+-- paper's cautions (eval/flags.lua) and the Pareto front of results (eval/pareto.lua)
 E.heldout_text = require 'lat.eval.heldout_text'
-E.heldout, E.flags, E.pareto = require 'lat.eval.heldout', require('lat.eval.pareto').flags, require('lat.eval.pareto').pareto
+E.heldout, E.flags, E.pareto = require 'lat.eval.heldout', require('lat.eval.flags').flags, require('lat.eval.pareto').pareto
 E.points = require('lat.eval.pareto').points
 
 return E
