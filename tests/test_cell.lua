@@ -1,5 +1,5 @@
--- lat.tools.cell: how a REPL chunk or a notebook cell is compiled: the values of its last expression
--- are returned, statements run as written, errors keep the cell's line numbers.
+-- lat.tools.cell: how a REPL chunk or a notebook cell is compiled: the values of its last
+-- expression are returned, statements run as written, errors keep the cell's line numbers.
 local H = require 'harness'
 local lat = require 'lat'
 local cell = require 'lat.tools.cell'

@@ -9,7 +9,8 @@ local lat = require 'lat'
 
 local lua_dir = package.searchpath('lat', package.path):match('^(.*)/lat/init%.lua$')
 
--- every module name under lua/lat/, from its file's path: lat/a/b.lua -> lat.a.b, lat/a/init.lua -> lat.a
+-- every module name under lua/lat/, from its file's path: lat/a/b.lua -> lat.a.b,
+-- lat/a/init.lua -> lat.a
 local function module_names()
   local p = assert(io.popen(("cd '%s' && find lat -name '*.lua' | sort"):format(lua_dir)))
   local names = {}

@@ -17,7 +17,8 @@ lat.save, lat.load, lat.set_read_limit, lat.read_limit = lat_io.save, lat_io.loa
 lat.threat, lat.Threat = threat.new, threat.Threat
 lat.repr = require('lat.tensor.repr').value
 lat.gradcheck = require 'lat.tensor.gradcheck'
--- lat.check_finite(false): training, attacks and evaluation stop raising at NaN or Inf (see tensor/finite.lua)
+-- lat.check_finite(false): training, attacks and evaluation stop raising at NaN or Inf
+-- (tensor/finite.lua)
 lat.check_finite = require('lat.tensor.finite').set
 lat.version = core.ffi.string(core.C.lat_version())
 

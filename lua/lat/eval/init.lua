@@ -1,7 +1,7 @@
 -- eval/init.lua: lat.eval, measuring models: clean accuracy and loss over a data set, batched and
 -- without gradients, with the model in evaluation mode (restored afterwards). Logits that are
--- not finite raise an error naming the batch and the layer (tensor/finite.lua) rather than count as a
--- class.
+-- not finite raise an error naming the batch and the layer (tensor/finite.lua) rather than
+-- count as a class.
 local core = require 'lat.core'
 local lat = require 'lat.tensor'
 local data = require 'lat.data'

@@ -79,8 +79,8 @@ function M.save(path, tensors, opts)
   return names -- also keeps the name strings that cnames points into alive through the call
 end
 
--- lat.set_read_limit(bytes): the most bytes that reading one file (lat.load, and lat.data's IDX
--- and PNG readers) may decode to; a file that would decode to more is refused before anything
+-- lat.set_read_limit(bytes): the most bytes that reading one file (lat.load, lat.data's IDX
+-- reader, the PNG readers) may decode to; a file that would decode to more is refused before anything
 -- is allocated. Process-wide; 0 restores the default (8 GiB or half the machine's memory,
 -- whichever is less, and a compressed file may decode to at most 1100 times its size beyond
 -- 64 MiB; a limit set here replaces both, so a genuine all-zero compressed checkpoint loads

@@ -25,7 +25,8 @@ end
 -- (optimizer.steps + 1), zero_grad, loss, backward, clipping, update. The loss function gets
 -- (model, batch, { step = that step }). Returns the loss (a number), the loss function's extra
 -- metrics (or nil) and the gradient norm before clipping (when clipping). A loss or a gradient
--- that is not finite raises an error naming the step, and the layer or the parameter (tensor/finite.lua).
+-- that is not finite raises an error naming the step, and the layer or the parameter
+-- (tensor/finite.lua).
 function M.step(cfg, batch)
   if type(cfg) ~= 'table' then raise('train.step: expected a configuration table, got ' .. type(cfg)) end
   if type(cfg.loss) ~= 'function' then raise('train: loss must be a function(model, batch) -> loss, got ' .. type(cfg.loss)) end
