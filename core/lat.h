@@ -84,6 +84,10 @@ typedef enum {
 
 typedef enum { LAT_OP_ADD, LAT_OP_SUB, LAT_OP_MUL, LAT_OP_DIV, LAT_BINARY_COUNT } lat_binary_op;
 
+typedef enum {
+  LAT_CMP_EQ, LAT_CMP_NE, LAT_CMP_LT, LAT_CMP_LE, LAT_CMP_GT, LAT_CMP_GE, LAT_COMPARE_COUNT
+} lat_compare_op;
+
 typedef enum { LAT_REDUCE_NONE = 0, LAT_REDUCE_MEAN = 1, LAT_REDUCE_SUM = 2 } lat_reduction;
 
 /* errors and version */
@@ -154,15 +158,16 @@ LAT_API int lat_grad(lat_tensor *root, lat_tensor *root_grad, int n, lat_tensor 
 LAT_API int lat_zero_grad(lat_tensor *t);
 LAT_API const char *lat_node_name(lat_tensor *t);
 
-/* elementwise */
-LAT_API lat_tensor *lat_unary(int op, lat_tensor *x);
-LAT_API lat_tensor *lat_binary(int op, lat_tensor *a, lat_tensor *b);
+/* elementwise; functions that take an op code take it first */
+LAT_API lat_tensor *lat_unary(lat_unary_op op, lat_tensor *x);
+LAT_API lat_tensor *lat_binary(lat_binary_op op, lat_tensor *a, lat_tensor *b);
 LAT_API lat_tensor *lat_add_scalar(lat_tensor *x, double s);
 LAT_API lat_tensor *lat_mul_scalar(lat_tensor *x, double s);
 LAT_API lat_tensor *lat_pow_scalar(lat_tensor *x, double p);
 LAT_API lat_tensor *lat_clamp(lat_tensor *x, double lo, double hi);
 LAT_API lat_tensor *lat_where(lat_tensor *mask, lat_tensor *a, lat_tensor *b);
-LAT_API lat_tensor *lat_compare(lat_tensor *a, lat_tensor *b, int op);
+/* a == b, a < b, ... with broadcasting; the result is uint8 and carries no gradient */
+LAT_API lat_tensor *lat_compare(lat_compare_op op, lat_tensor *a, lat_tensor *b);
 
 /* reductions over a set of dims (ndims = 0: every dim) */
 LAT_API lat_tensor *lat_sum(lat_tensor *x, int ndims, const int *dims, int keepdim);

@@ -57,11 +57,11 @@ function lat.where(mask, a, b)
   return wrap(C.lat_where(need(mask, 'where: mask'), need(a, 'where: first value'), need(b, 'where: second value')))
 end
 
-local CMP = { eq = 0, ne = 1, lt = 2, le = 3, gt = 4, ge = 5 }
+local CMP = { eq = C.LAT_CMP_EQ, ne = C.LAT_CMP_NE, lt = C.LAT_CMP_LT, le = C.LAT_CMP_LE, gt = C.LAT_CMP_GT, ge = C.LAT_CMP_GE }
 for name, op in pairs(CMP) do
   T[name] = function(a, b)
     if type(b) == 'number' then b = scalar_like(b) end
-    return wrap(C.lat_compare(need(a, name .. ': first input'), need(b, name .. ': second input'), op))
+    return wrap(C.lat_compare(op, need(a, name .. ': first input'), need(b, name .. ': second input')))
   end
 end
 
