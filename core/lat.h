@@ -160,6 +160,7 @@ LAT_API const char *lat_node_name(lat_tensor *t);
 
 /* elementwise; functions that take an op code take it first */
 LAT_API lat_tensor *lat_unary(lat_unary_op op, lat_tensor *x);
+LAT_API const char *lat_unary_name(lat_unary_op op); /* "tanh" for LAT_OP_TANH; NULL if no op */
 LAT_API lat_tensor *lat_binary(lat_binary_op op, lat_tensor *a, lat_tensor *b);
 LAT_API lat_tensor *lat_add_scalar(lat_tensor *x, double s);
 LAT_API lat_tensor *lat_mul_scalar(lat_tensor *x, double s);

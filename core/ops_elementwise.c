@@ -122,6 +122,10 @@ static int unary_backward(lat_node *n, const lat_tensor *gout) {
   return 0;
 }
 
+const char *lat_unary_name(lat_unary_op op) {
+  return (unsigned)op < LAT_UNARY_COUNT ? unary_names[op] : NULL;
+}
+
 lat_tensor *lat_unary(lat_unary_op op, lat_tensor *x) {
   if ((unsigned)op >= LAT_UNARY_COUNT) return lat__fail("unary: unknown op %d", (int)op);
   if (!lat__check_f32(x, unary_names[op], "input")) return NULL;

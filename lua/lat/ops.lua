@@ -36,11 +36,9 @@ function T.div(a, b)
   return wrap(C.lat_binary(BIN.div, need(a, 'div: first input'), need(b, 'div: second input')))
 end
 
-local UNARY = {
-  neg = C.LAT_OP_NEG, exp = C.LAT_OP_EXP, log = C.LAT_OP_LOG, sqrt = C.LAT_OP_SQRT,
-  abs = C.LAT_OP_ABS, relu = C.LAT_OP_RELU, gelu = C.LAT_OP_GELU, tanh = C.LAT_OP_TANH,
-  sigmoid = C.LAT_OP_SIGMOID,
-}
+-- every unary op of the C core under its C name (lat_unary_name): x:tanh() and lat.tanh(x)
+local UNARY = {}
+for op = 0, C.LAT_UNARY_COUNT - 1 do UNARY[ffi.string(C.lat_unary_name(op))] = op end
 for name, op in pairs(UNARY) do
   T[name] = function(x) return wrap(C.lat_unary(op, need(x, name .. ': input'))) end
 end
@@ -309,8 +307,9 @@ function lat.dropout(x, p, training, rng)
 end
 
 -- functional forms of the methods: lat.relu(x), lat.sum(x, dims), ...
-for _, name in ipairs({ 'add', 'sub', 'mul', 'div', 'neg', 'exp', 'log', 'sqrt', 'abs', 'relu', 'gelu',
-  'tanh', 'sigmoid', 'pow', 'clamp', 'sum', 'mean', 'amax', 'argmax', 'max', 'min', 'norm', 'reshape',
+for name in pairs(UNARY) do lat[name] = T[name] end
+for _, name in ipairs({ 'add', 'sub', 'mul', 'div', 'pow', 'clamp', 'sum', 'mean', 'amax', 'argmax',
+  'max', 'min', 'norm', 'reshape',
   'flatten', 'narrow', 'permute', 'transpose', 'expand', 'matmul', 'softmax', 'log_softmax',
   'gather', 'index_select', 'squeeze', 'unsqueeze' }) do
   lat[name] = T[name]
