@@ -295,15 +295,9 @@ static lat_tensor *scalar_op(scalar_op_kind kind, lat_tensor *x, double s, doubl
   return y;
 }
 
-lat_tensor *lat_add_scalar(lat_tensor *x, double s) {
-  return scalar_op(SCALAR_ADD, x, s, 0, "add");
-}
-lat_tensor *lat_mul_scalar(lat_tensor *x, double s) {
-  return scalar_op(SCALAR_MUL, x, s, 0, "mul");
-}
-lat_tensor *lat_pow_scalar(lat_tensor *x, double p) {
-  return scalar_op(SCALAR_POW, x, p, 0, "pow");
-}
+lat_tensor *lat_add_scalar(lat_tensor *x, double s) { return scalar_op(SCALAR_ADD, x, s, 0, "add"); }
+lat_tensor *lat_mul_scalar(lat_tensor *x, double s) { return scalar_op(SCALAR_MUL, x, s, 0, "mul"); }
+lat_tensor *lat_pow_scalar(lat_tensor *x, double p) { return scalar_op(SCALAR_POW, x, p, 0, "pow"); }
 lat_tensor *lat_clamp(lat_tensor *x, double lo, double hi) {
   if (lo > hi) return lat__fail("clamp: lower bound %g is above upper bound %g", lo, hi);
   return scalar_op(SCALAR_CLAMP, x, lo, hi, "clamp");
