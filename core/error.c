@@ -7,7 +7,6 @@ static _Thread_local char message[1024];
 const char *lat_error(void) { return message; }
 void lat_clear_error(void) { message[0] = 0; }
 const char *lat_version(void) { return LAT_VERSION; }
-int lat_tensor_struct_size(void) { return (int)sizeof(lat_tensor); }
 
 static void set(const char *fmt, va_list ap) { vsnprintf(message, sizeof message, fmt, ap); }
 

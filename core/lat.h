@@ -28,8 +28,9 @@
  * - Fields with a trailing underscore are read by the Lua layer under plain names (t.shape is a
  *   Lua table there, t.dtype a string, t.requires_grad a boolean).
  *
- * The block between LAT_FFI_BEGIN and LAT_FFI_END is read verbatim by LuaJIT's ffi.cdef (see
- * lua/lat/core/cdef.lua and the test that keeps the two equal): no preprocessor lines inside it.
+ * The block between LAT_FFI_BEGIN and LAT_FFI_END is also the Lua binding's: the build copies it,
+ * without LAT_API, into liblat (lat_ffi_declarations), and lua/lat/core/cdef.lua gives that to LuaJIT's
+ * ffi.cdef. So it holds plain C declarations: no preprocessor lines, no macro but LAT_API.
  */
 #ifndef LAT_H
 #define LAT_H
@@ -42,6 +43,14 @@ extern "C" {
 #endif
 
 #define LAT_VERSION "0.1.0"
+
+/* Marks what liblat exports. The library is built with hidden visibility, so its internal lat__
+ * functions are not visible to programs that link it. */
+#if defined(__GNUC__)
+#define LAT_API __attribute__((visibility("default")))
+#else
+#define LAT_API
+#endif
 
 /* LAT_FFI_BEGIN */
 enum { LAT_MAX_DIMS = 8 };
@@ -75,138 +84,151 @@ typedef enum {
 
 typedef enum { LAT_OP_ADD, LAT_OP_SUB, LAT_OP_MUL, LAT_OP_DIV, LAT_BINARY_COUNT } lat_binary_op;
 
+typedef enum {
+  LAT_CMP_EQ, LAT_CMP_NE, LAT_CMP_LT, LAT_CMP_LE, LAT_CMP_GT, LAT_CMP_GE, LAT_COMPARE_COUNT
+} lat_compare_op;
+
 typedef enum { LAT_REDUCE_NONE = 0, LAT_REDUCE_MEAN = 1, LAT_REDUCE_SUM = 2 } lat_reduction;
 
 /* errors and version */
-const char *lat_error(void);
-void lat_clear_error(void);
-const char *lat_version(void);
-int lat_tensor_struct_size(void);
+LAT_API const char *lat_error(void);
+LAT_API void lat_clear_error(void);
+LAT_API const char *lat_version(void);
+
+/* for bindings (ffi.c): this block as liblat was built from it, without LAT_API; and the layout the
+ * compiler gave the structs above, as sizeof for "lat_tensor" and offsetof for "lat_tensor.numel_"
+ * (-1 for a name it does not know) */
+LAT_API const char *lat_ffi_declarations(void);
+LAT_API int lat_ffi_layout(const char *name);
 
 /* memory: a caching allocator; live = handed out, cached = kept for reuse */
-int64_t lat_live_bytes(void);
-int64_t lat_cached_bytes(void);
-int64_t lat_peak_bytes(void);
-int64_t lat_fresh_allocations(void);
-void lat_empty_cache(void);
+LAT_API int64_t lat_live_bytes(void);
+LAT_API int64_t lat_cached_bytes(void);
+LAT_API int64_t lat_peak_bytes(void);
+LAT_API int64_t lat_fresh_allocations(void);
+LAT_API void lat_empty_cache(void);
 
 /* threads */
-void lat_set_num_threads(int n);
-int lat_get_num_threads(void);
+LAT_API void lat_set_num_threads(int n);
+LAT_API int lat_get_num_threads(void);
 
 /* random numbers: counter-based, so a (seed, offset) pair fixes every number */
-void lat_rng_seed(lat_rng *rng, uint64_t seed);
-int lat_uniform_(lat_tensor *t, lat_rng *rng, double lo, double hi);
-int lat_normal_(lat_tensor *t, lat_rng *rng, double mean, double std);
-int lat_bernoulli_(lat_tensor *t, lat_rng *rng, double p);
-int lat_randint_(lat_tensor *t, lat_rng *rng, int64_t lo, int64_t hi);
-lat_tensor *lat_randperm(int64_t n, lat_rng *rng);
+LAT_API void lat_rng_seed(lat_rng *rng, uint64_t seed);
+LAT_API int lat_uniform_(lat_tensor *t, lat_rng *rng, double lo, double hi);
+LAT_API int lat_normal_(lat_tensor *t, lat_rng *rng, double mean, double std);
+LAT_API int lat_bernoulli_(lat_tensor *t, lat_rng *rng, double p);
+LAT_API int lat_randint_(lat_tensor *t, lat_rng *rng, int64_t lo, int64_t hi);
+LAT_API lat_tensor *lat_randperm(int64_t n, lat_rng *rng);
 
 /* tensors */
-lat_tensor *lat_empty(int dtype, int ndim, const int64_t *shape);
-lat_tensor *lat_full(int dtype, int ndim, const int64_t *shape, double value);
-lat_tensor *lat_arange(double start, double stop, double step, int dtype);
-lat_tensor *lat_retain(lat_tensor *t);
-void lat_release(lat_tensor *t);
-lat_tensor *lat_clone(lat_tensor *t);
-lat_tensor *lat_detach(lat_tensor *t);
-lat_tensor *lat_to_dtype(lat_tensor *t, int dtype);
-int lat_set_requires_grad(lat_tensor *t, int flag);
-int lat_fill_(lat_tensor *t, double value);
-int lat_copy_(lat_tensor *dst, lat_tensor *src);
-int lat_axpy_(lat_tensor *y, double alpha, lat_tensor *x);
-int lat_scale_(lat_tensor *t, double alpha);
-int lat_clamp_(lat_tensor *t, double lo, double hi);
-int lat_same_shape(lat_tensor *a, lat_tensor *b);
+LAT_API lat_tensor *lat_empty(int dtype, int ndim, const int64_t *shape);
+LAT_API lat_tensor *lat_full(int dtype, int ndim, const int64_t *shape, double value);
+LAT_API lat_tensor *lat_arange(double start, double stop, double step, int dtype);
+LAT_API lat_tensor *lat_retain(lat_tensor *t);
+LAT_API void lat_release(lat_tensor *t);
+LAT_API lat_tensor *lat_clone(lat_tensor *t);
+LAT_API lat_tensor *lat_detach(lat_tensor *t);
+LAT_API lat_tensor *lat_to_dtype(lat_tensor *t, int dtype);
+LAT_API int lat_set_requires_grad(lat_tensor *t, int flag);
+LAT_API int lat_fill_(lat_tensor *t, double value);
+LAT_API int lat_copy_(lat_tensor *dst, lat_tensor *src);
+LAT_API int lat_axpy_(lat_tensor *y, double alpha, lat_tensor *x);
+LAT_API int lat_scale_(lat_tensor *t, double alpha);
+LAT_API int lat_clamp_(lat_tensor *t, double lo, double hi);
+LAT_API int lat_same_shape(lat_tensor *a, lat_tensor *b);
 /* in-place writes: the count of those into t's storage (shared with its views), and the check
  * and count for a write made through t->data, with the rules of the in-place functions */
-int64_t lat_data_version(lat_tensor *t);
-int lat_mark_written(lat_tensor *t, const char *op);
+LAT_API int64_t lat_data_version(lat_tensor *t);
+LAT_API int lat_mark_written(lat_tensor *t, const char *op);
 
 /* views and copies of layout */
-lat_tensor *lat_reshape(lat_tensor *t, int ndim, const int64_t *shape);
-lat_tensor *lat_narrow(lat_tensor *t, int dim, int64_t start, int64_t length);
-lat_tensor *lat_permute(lat_tensor *t, const int *perm);
-lat_tensor *lat_transpose(lat_tensor *t, int d0, int d1);
-lat_tensor *lat_expand(lat_tensor *t, int ndim, const int64_t *shape);
-lat_tensor *lat_cat(int n, lat_tensor **ts, int dim);
+LAT_API lat_tensor *lat_reshape(lat_tensor *t, int ndim, const int64_t *shape);
+LAT_API lat_tensor *lat_narrow(lat_tensor *t, int dim, int64_t start, int64_t length);
+LAT_API lat_tensor *lat_permute(lat_tensor *t, const int *perm);
+LAT_API lat_tensor *lat_transpose(lat_tensor *t, int d0, int d1);
+LAT_API lat_tensor *lat_expand(lat_tensor *t, int ndim, const int64_t *shape);
+LAT_API lat_tensor *lat_cat(int n, lat_tensor **ts, int dim);
 
 /* autograd */
-void lat_set_grad_enabled(int flag);
-int lat_is_grad_enabled(void);
-int lat_backward(lat_tensor *root, lat_tensor *root_grad, int retain_graph);
-int lat_grad(lat_tensor *root, lat_tensor *root_grad, int n, lat_tensor **wrt, lat_tensor **out,
-             int retain_graph);
-int lat_zero_grad(lat_tensor *t);
-const char *lat_node_name(lat_tensor *t);
+LAT_API void lat_set_grad_enabled(int flag);
+LAT_API int lat_is_grad_enabled(void);
+LAT_API int lat_backward(lat_tensor *root, lat_tensor *root_grad, int retain_graph);
+LAT_API int lat_grad(lat_tensor *root, lat_tensor *root_grad, int n, lat_tensor **wrt,
+                     lat_tensor **out, int retain_graph);
+LAT_API int lat_zero_grad(lat_tensor *t);
+LAT_API const char *lat_node_name(lat_tensor *t);
 
-/* elementwise */
-lat_tensor *lat_unary(int op, lat_tensor *x);
-lat_tensor *lat_binary(int op, lat_tensor *a, lat_tensor *b);
-lat_tensor *lat_add_scalar(lat_tensor *x, double s);
-lat_tensor *lat_mul_scalar(lat_tensor *x, double s);
-lat_tensor *lat_pow_scalar(lat_tensor *x, double p);
-lat_tensor *lat_clamp(lat_tensor *x, double lo, double hi);
-lat_tensor *lat_where(lat_tensor *mask, lat_tensor *a, lat_tensor *b);
-lat_tensor *lat_compare(lat_tensor *a, lat_tensor *b, int op);
+/* elementwise; functions that take an op code take it first */
+LAT_API lat_tensor *lat_unary(lat_unary_op op, lat_tensor *x);
+LAT_API const char *lat_unary_name(lat_unary_op op); /* "tanh" for LAT_OP_TANH; NULL if no op */
+LAT_API lat_tensor *lat_binary(lat_binary_op op, lat_tensor *a, lat_tensor *b);
+LAT_API lat_tensor *lat_add_scalar(lat_tensor *x, double s);
+LAT_API lat_tensor *lat_mul_scalar(lat_tensor *x, double s);
+LAT_API lat_tensor *lat_pow_scalar(lat_tensor *x, double p);
+LAT_API lat_tensor *lat_clamp(lat_tensor *x, double lo, double hi);
+LAT_API lat_tensor *lat_where(lat_tensor *mask, lat_tensor *a, lat_tensor *b);
+/* a == b, a < b, ... with broadcasting; the result is uint8 and carries no gradient */
+LAT_API lat_tensor *lat_compare(lat_compare_op op, lat_tensor *a, lat_tensor *b);
 
 /* reductions over a set of dims (ndims = 0: every dim) */
-lat_tensor *lat_sum(lat_tensor *x, int ndims, const int *dims, int keepdim);
-lat_tensor *lat_amax(lat_tensor *x, int ndims, const int *dims, int keepdim);
-lat_tensor *lat_argmax(lat_tensor *x, int dim, int keepdim);
+LAT_API lat_tensor *lat_sum(lat_tensor *x, int ndims, const int *dims, int keepdim);
+LAT_API lat_tensor *lat_amax(lat_tensor *x, int ndims, const int *dims, int keepdim);
+LAT_API lat_tensor *lat_argmax(lat_tensor *x, int dim, int keepdim);
 
 /* linear algebra */
-lat_tensor *lat_matmul(lat_tensor *a, lat_tensor *b);
-lat_tensor *lat_linear(lat_tensor *x, lat_tensor *w, lat_tensor *b);
+LAT_API lat_tensor *lat_matmul(lat_tensor *a, lat_tensor *b);
+LAT_API lat_tensor *lat_linear(lat_tensor *x, lat_tensor *w, lat_tensor *b);
 
 /* convolution and pooling, NCHW */
-lat_tensor *lat_conv2d(lat_tensor *x, lat_tensor *w, lat_tensor *b, int stride_h, int stride_w,
-                       int pad_h, int pad_w);
-lat_tensor *lat_max_pool2d(lat_tensor *x, int kh, int kw, int sh, int sw, int ph, int pw);
-lat_tensor *lat_avg_pool2d(lat_tensor *x, int kh, int kw, int sh, int sw, int ph, int pw);
+LAT_API lat_tensor *lat_conv2d(lat_tensor *x, lat_tensor *w, lat_tensor *b, int stride_h,
+                               int stride_w, int pad_h, int pad_w);
+LAT_API lat_tensor *lat_max_pool2d(lat_tensor *x, int kh, int kw, int sh, int sw, int ph, int pw);
+LAT_API lat_tensor *lat_avg_pool2d(lat_tensor *x, int kh, int kw, int sh, int sw, int ph, int pw);
 
 /* softmax and losses */
-lat_tensor *lat_softmax(lat_tensor *x, int dim);
-lat_tensor *lat_log_softmax(lat_tensor *x, int dim);
-lat_tensor *lat_cross_entropy(lat_tensor *logits, lat_tensor *labels, int ignore_index,
-                              int reduction);
+LAT_API lat_tensor *lat_softmax(lat_tensor *x, int dim);
+LAT_API lat_tensor *lat_log_softmax(lat_tensor *x, int dim);
+LAT_API lat_tensor *lat_cross_entropy(lat_tensor *logits, lat_tensor *labels, int ignore_index,
+                                      int reduction);
 /* multi-head attention on q, k, v [B, T, D]; keep: NULL or [B, T], nonzero at keys to attend */
-lat_tensor *lat_attention(lat_tensor *q, lat_tensor *k, lat_tensor *v, int heads, int causal,
-                          lat_tensor *keep);
+LAT_API lat_tensor *lat_attention(lat_tensor *q, lat_tensor *k, lat_tensor *v, int heads,
+                                  int causal, lat_tensor *keep);
 
 /* normalisation */
-lat_tensor *lat_layer_norm(lat_tensor *x, lat_tensor *w, lat_tensor *b, double eps);
-lat_tensor *lat_batch_norm(lat_tensor *x, lat_tensor *w, lat_tensor *b, lat_tensor *running_mean,
-                           lat_tensor *running_var, int training, double momentum, double eps);
+LAT_API lat_tensor *lat_layer_norm(lat_tensor *x, lat_tensor *w, lat_tensor *b, double eps);
+LAT_API lat_tensor *lat_batch_norm(lat_tensor *x, lat_tensor *w, lat_tensor *b,
+                                   lat_tensor *running_mean, lat_tensor *running_var, int training,
+                                   double momentum, double eps);
 
 /* indexing */
-lat_tensor *lat_embedding(lat_tensor *weight, lat_tensor *ids);
-lat_tensor *lat_gather(lat_tensor *x, int dim, lat_tensor *index);
-lat_tensor *lat_index_select(lat_tensor *x, int dim, lat_tensor *index);
-lat_tensor *lat_dropout(lat_tensor *x, double p, lat_rng *rng);
+LAT_API lat_tensor *lat_embedding(lat_tensor *weight, lat_tensor *ids);
+LAT_API lat_tensor *lat_gather(lat_tensor *x, int dim, lat_tensor *index);
+LAT_API lat_tensor *lat_index_select(lat_tensor *x, int dim, lat_tensor *index);
+LAT_API lat_tensor *lat_dropout(lat_tensor *x, double p, lat_rng *rng);
 
 /* optimisers (optim.c): fused in-place updates in torch.optim's order of operations */
-int lat_sgd_step_(lat_tensor *p, lat_tensor *grad, lat_tensor *momentum_buf, double lr,
-                  double momentum, double dampening, int nesterov, double weight_decay,
-                  int first);
-int lat_adamw_step_(lat_tensor *p, lat_tensor *grad, lat_tensor *m, lat_tensor *v, int64_t step,
-                    double lr, double beta1, double beta2, double eps, double weight_decay);
-int lat_sum_squares(lat_tensor *t, double *out);
+LAT_API int lat_sgd_step_(lat_tensor *p, lat_tensor *grad, lat_tensor *momentum_buf, double lr,
+                          double momentum, double dampening, int nesterov, double weight_decay,
+                          int first);
+LAT_API int lat_adamw_step_(lat_tensor *p, lat_tensor *grad, lat_tensor *m, lat_tensor *v,
+                            int64_t step, double lr, double beta1, double beta2, double eps,
+                            double weight_decay);
+LAT_API int lat_sum_squares(lat_tensor *t, double *out);
 
 /* checkpoints (io_safetensors.c) */
 typedef struct lat_checkpoint lat_checkpoint;
 /* Writes n named tensors and metadata (a JSON object of string -> string, or NULL) to path in the
  * safetensors layout; zstd_level 0 writes it plain, any other value compresses the whole file
  * with that zstd level. Atomic: path.tmp.<pid> is written, synced and renamed over path. */
-int lat_save_safetensors(const char *path, int n, const char **names, lat_tensor **tensors,
-                         const char *metadata_json, int zstd_level);
+LAT_API int lat_save_safetensors(const char *path, int n, const char **names,
+                                 lat_tensor **tensors, const char *metadata_json, int zstd_level);
 /* Reads a checkpoint (zstd-compressed or not), checking everything; tensors in name order. */
-lat_checkpoint *lat_load_safetensors(const char *path);
-int lat_checkpoint_count(const lat_checkpoint *c);
-const char *lat_checkpoint_name(const lat_checkpoint *c, int i);
-lat_tensor *lat_checkpoint_tensor(const lat_checkpoint *c, int i);
-const char *lat_checkpoint_metadata(const lat_checkpoint *c);
-void lat_checkpoint_free(lat_checkpoint *c);
+LAT_API lat_checkpoint *lat_load_safetensors(const char *path);
+LAT_API int lat_checkpoint_count(const lat_checkpoint *c);
+LAT_API const char *lat_checkpoint_name(const lat_checkpoint *c, int i);
+LAT_API lat_tensor *lat_checkpoint_tensor(const lat_checkpoint *c, int i);
+LAT_API const char *lat_checkpoint_metadata(const lat_checkpoint *c);
+LAT_API void lat_checkpoint_free(lat_checkpoint *c);
 
 /* The most bytes that reading one file (checkpoint, IDX, PNG) may decode to; a file that would
  * decode to more is refused before anything is allocated. Process-wide; the default is 8 GiB or
@@ -214,13 +236,13 @@ void lat_checkpoint_free(lat_checkpoint *c);
  * decode to at most 1100 times its size beyond 64 MiB (a decompression bomb is refused before
  * it fills memory); a limit set here replaces both. set returns the previous limit (-1 if bytes is
  * negative); 0 restores the default. (io_limit.c) */
-int64_t lat_read_limit(void);
-int64_t lat_set_read_limit(int64_t bytes);
+LAT_API int64_t lat_read_limit(void);
+LAT_API int64_t lat_set_read_limit(int64_t bytes);
 
 /* data files (io_idx.c, io_png.c) */
-lat_tensor *lat_read_idx(const char *path);
-lat_tensor *lat_read_png(const char *path);
-int lat_write_png(const char *path, lat_tensor *t);
+LAT_API lat_tensor *lat_read_idx(const char *path);
+LAT_API lat_tensor *lat_read_png(const char *path);
+LAT_API int lat_write_png(const char *path, lat_tensor *t);
 /* LAT_FFI_END */
 
 #ifdef __cplusplus

@@ -122,8 +122,12 @@ static int unary_backward(lat_node *n, const lat_tensor *gout) {
   return 0;
 }
 
-lat_tensor *lat_unary(int op, lat_tensor *x) {
-  if (op < 0 || op >= LAT_UNARY_COUNT) return lat__fail("unary: unknown op %d", op);
+const char *lat_unary_name(lat_unary_op op) {
+  return (unsigned)op < LAT_UNARY_COUNT ? unary_names[op] : NULL;
+}
+
+lat_tensor *lat_unary(lat_unary_op op, lat_tensor *x) {
+  if ((unsigned)op >= LAT_UNARY_COUNT) return lat__fail("unary: unknown op %d", (int)op);
   if (!lat__check_f32(x, unary_names[op], "input")) return NULL;
   lat_tensor *y = lat__new_like(x);
   if (!y) return NULL;
@@ -214,8 +218,8 @@ static int binary_backward(lat_node *n, const lat_tensor *gout) {
   return 0;
 }
 
-lat_tensor *lat_binary(int op, lat_tensor *a, lat_tensor *b) {
-  if (op < 0 || op >= LAT_BINARY_COUNT) return lat__fail("binary: unknown op %d", op);
+lat_tensor *lat_binary(lat_binary_op op, lat_tensor *a, lat_tensor *b) {
+  if ((unsigned)op >= LAT_BINARY_COUNT) return lat__fail("binary: unknown op %d", (int)op);
   const char *name = binary_names[op];
   if (!lat__check_f32(a, name, "first input") || !lat__check_f32(b, name, "second input"))
     return NULL;
@@ -242,6 +246,9 @@ static inline float pow_as_torch(float x, float p) {
   return p == 0.5f ? sqrtf(x) : p == -0.5f ? 1.0f / sqrtf(x) : powf(x, p);
 }
 
+/* the ops of a tensor and a number, each with its own public function */
+typedef enum { SCALAR_ADD, SCALAR_MUL, SCALAR_POW, SCALAR_CLAMP } scalar_op_kind;
+
 static int scalar_backward(lat_node *n, const lat_tensor *gout) {
   bool acc;
   float *gx = lat__grad_buf(n, 0, &acc);
@@ -253,16 +260,17 @@ static int scalar_backward(lat_node *n, const lat_tensor *gout) {
   #pragma omp parallel for simd if (parallel : cnt > LAT_PAR_MIN)
   for (int64_t k = 0; k < cnt; k++) {
     float d;
-    if (kind == 0) d = g[k];                                                /* add */
-    else if (kind == 1) d = g[k] * s;                                       /* mul */
-    else if (kind == 2) d = s == 0 ? 0.0f : g[k] * s * pow_as_torch(x[k], s - 1.0f); /* pow */
-    else d = (x[k] >= lo && x[k] <= hi) ? g[k] : 0.0f;                      /* clamp */
+    if (kind == SCALAR_ADD) d = g[k];
+    else if (kind == SCALAR_MUL) d = g[k] * s;
+    else if (kind == SCALAR_POW) d = s == 0 ? 0.0f : g[k] * s * pow_as_torch(x[k], s - 1.0f);
+    else d = (x[k] >= lo && x[k] <= hi) ? g[k] : 0.0f; /* SCALAR_CLAMP */
     gx[k] = acc ? gx[k] + d : d;
   }
   return 0;
 }
 
-static lat_tensor *scalar_op(lat_tensor *x, int kind, double s, double s2, const char *name) {
+static lat_tensor *scalar_op(scalar_op_kind kind, lat_tensor *x, double s, double s2,
+                             const char *name) {
   if (!lat__check_f32(x, name, "input")) return NULL;
   lat_tensor *y = lat__new_like(x);
   if (!y) return NULL;
@@ -270,9 +278,9 @@ static lat_tensor *scalar_op(lat_tensor *x, int kind, double s, double s2, const
   int64_t cnt = x->numel_;
   const float *restrict xs = x->f;
   float *restrict ys = y->f;
-  if (kind == 0) for (int64_t k = 0; k < cnt; k++) ys[k] = xs[k] + a;
-  else if (kind == 1) for (int64_t k = 0; k < cnt; k++) ys[k] = xs[k] * a;
-  else if (kind == 2) {
+  if (kind == SCALAR_ADD) for (int64_t k = 0; k < cnt; k++) ys[k] = xs[k] + a;
+  else if (kind == SCALAR_MUL) for (int64_t k = 0; k < cnt; k++) ys[k] = xs[k] * a;
+  else if (kind == SCALAR_POW) {
     if (a == 2.0f) for (int64_t k = 0; k < cnt; k++) ys[k] = xs[k] * xs[k]; /* vectorises */
     else for (int64_t k = 0; k < cnt; k++) ys[k] = pow_as_torch(xs[k], a);
   }
@@ -280,19 +288,19 @@ static lat_tensor *scalar_op(lat_tensor *x, int kind, double s, double s2, const
   lat_node *n = lat__record(y, name, scalar_backward, 1, &x);
   if (n) {
     n->i[0] = kind;
-    n->inputs_unread = kind <= 1; /* x + s, x * s */
+    n->inputs_unread = kind == SCALAR_ADD || kind == SCALAR_MUL;
     n->f[0] = s;
     n->f[1] = s2;
   }
   return y;
 }
 
-lat_tensor *lat_add_scalar(lat_tensor *x, double s) { return scalar_op(x, 0, s, 0, "add"); }
-lat_tensor *lat_mul_scalar(lat_tensor *x, double s) { return scalar_op(x, 1, s, 0, "mul"); }
-lat_tensor *lat_pow_scalar(lat_tensor *x, double p) { return scalar_op(x, 2, p, 0, "pow"); }
+lat_tensor *lat_add_scalar(lat_tensor *x, double s) { return scalar_op(SCALAR_ADD, x, s, 0, "add"); }
+lat_tensor *lat_mul_scalar(lat_tensor *x, double s) { return scalar_op(SCALAR_MUL, x, s, 0, "mul"); }
+lat_tensor *lat_pow_scalar(lat_tensor *x, double p) { return scalar_op(SCALAR_POW, x, p, 0, "pow"); }
 lat_tensor *lat_clamp(lat_tensor *x, double lo, double hi) {
   if (lo > hi) return lat__fail("clamp: lower bound %g is above upper bound %g", lo, hi);
-  return scalar_op(x, 3, lo, hi, "clamp");
+  return scalar_op(SCALAR_CLAMP, x, lo, hi, "clamp");
 }
 
 /* ---------------- where and comparisons ---------------- */
@@ -364,10 +372,10 @@ lat_tensor *lat_where(lat_tensor *m, lat_tensor *a, lat_tensor *b) {
   return y;
 }
 
-/* op: 0 ==, 1 ~=, 2 <, 3 <=, 4 >, 5 >=; the result is uint8 and carries no gradient */
-lat_tensor *lat_compare(lat_tensor *a, lat_tensor *b, int op) {
+lat_tensor *lat_compare(lat_compare_op op, lat_tensor *a, lat_tensor *b) {
   if (!a || !b) return lat__fail("compare: tensor is nil");
-  if (op < 0 || op > 5) return lat__fail("compare: unknown comparison %d", op);
+  if ((unsigned)op >= LAT_COMPARE_COUNT)
+    return lat__fail("compare: unknown comparison %d", (int)op);
   int64_t shape[LAT_MAX_DIMS];
   int nd = lat__broadcast_shape(a, b, shape, "compare");
   if (nd < 0) return NULL;
@@ -381,8 +389,8 @@ lat_tensor *lat_compare(lat_tensor *a, lat_tensor *b, int op) {
     uint8_t *o = y->u + r * bc.inner;
     for (int64_t i = 0; i < bc.inner; i++) {
       float x = as_float(a, off[0] + i * sa), z = as_float(b, off[1] + i * sb);
-      bool v = op == 0 ? x == z : op == 1 ? x != z : op == 2 ? x < z : op == 3 ? x <= z
-               : op == 4 ? x > z : x >= z;
+      bool v = op == LAT_CMP_EQ ? x == z : op == LAT_CMP_NE ? x != z : op == LAT_CMP_LT ? x < z
+               : op == LAT_CMP_LE ? x <= z : op == LAT_CMP_GT ? x > z : x >= z;
       o[i] = v;
     }
   }

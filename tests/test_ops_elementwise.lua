@@ -9,7 +9,41 @@ local special = lat.tensor({ nan, inf, -inf, 0, -0.0, 1, -1, 0.3, -0.7, 2.5, -3 
 local zero_rows = lat.tensor({ { 0, 0, 0, 0 }, { 1, -2, 0.5, 3 }, { 0, 0, 0, 0 } })
 local special_rows = lat.tensor({ { 1, nan, 3, nan }, { 1, 5, 5, 2 }, { -inf, -inf, -inf, -inf }, { -inf, 2, inf, 0 } })
 
-H.ops{
+-- Every unary op of the C core is checked, by finite differences and against PyTorch, on random
+-- input and on NaN, the infinities, signed zeros and negatives: an op added in C needs one entry
+-- here, and this file fails for an op without one. input: what finite differences may use ('pos'
+-- for values > 0, 'away' to keep off a kink at 0).
+local UNARY = {
+  neg = { torch = '-x', lat = function(x) return -x end },
+  exp = { torch = 'x.exp()' },
+  log = { torch = 'x.log()', input = 'pos' },
+  sqrt = { torch = 'x.sqrt()', input = 'pos' },
+  abs = { torch = 'x.abs()', input = 'away', kinks = true },
+  relu = { torch = 'x.relu()', input = 'away', kinks = true },
+  gelu = { torch = 'F.gelu(x)' },
+  tanh = { torch = 'x.tanh()' },
+  sigmoid = { torch = 'x.sigmoid()' },
+}
+
+-- rows plus two for each unary op
+local function with_unary_ops(rows)
+  local C, ffi = require('lat.core').C, require 'ffi'
+  local seen = {}
+  for op = 0, C.LAT_UNARY_COUNT - 1 do
+    local name = ffi.string(C.lat_unary_name(op))
+    local u = UNARY[name] or error(('unary op %s has no entry in UNARY (test_ops_elementwise.lua)'):format(name))
+    local f = u.lat or function(x) return x[name](x) end
+    rows[#rows + 1] = { name = name, inputs = { { 'x', { { 5, 11 }, u.input } } }, lat = f, torch = u.torch, kinks = u.kinks }
+    rows[#rows + 1] = { name = name .. ' of NaN, infinities, zeros and negatives', inputs = { { 'x', { { 11 }, 'const', special } } }, lat = f, torch = u.torch, fd = false }
+    seen[name] = true
+  end
+  for name in pairs(UNARY) do
+    if not seen[name] then error(('UNARY has an entry for %s, which is not a unary op of the C core'):format(name)) end
+  end
+  return rows
+end
+
+H.ops(with_unary_ops{
   { name = 'add same shape', inputs = { { 'a', { { 3, 5 } } }, { 'b', { { 3, 5 } } } }, lat = function(a, b) return a + b end, torch = 'a + b' },
   { name = 'add broadcast row', inputs = { { 'a', { { 4, 3, 5 } } }, { 'b', { { 5 } } } }, lat = function(a, b) return a + b end, torch = 'a + b' },
   { name = 'sub broadcast both', inputs = { { 'a', { { 4, 1, 5 } } }, { 'b', { { 3, 1 } } } }, lat = function(a, b) return a - b end, torch = 'a - b' },
@@ -18,15 +52,6 @@ H.ops{
   { name = 'div broadcast', inputs = { { 'a', { { 3, 4 } } }, { 'b', { { 3, 1 }, 'pos' } } }, lat = function(a, b) return a / b end, torch = 'a / b' },
   { name = 'scalar ops', inputs = { { 'a', { { 6 } } } }, lat = function(a) return (a * 3 + 2) / 4 - 1 end, torch = '(a * 3 + 2) / 4 - 1' },
   { name = 'number minus and over tensor', inputs = { { 'a', { { 6 }, 'pos' } } }, lat = function(a) return 2 - 3 / a end, torch = '2 - 3 / a' },
-  { name = 'neg', inputs = { { 'x', { { 9 } } } }, lat = function(x) return -x end, torch = '-x' },
-  { name = 'exp', inputs = { { 'x', { { 3, 7 } } } }, lat = function(x) return x:exp() end, torch = 'x.exp()' },
-  { name = 'log', inputs = { { 'x', { { 3, 7 }, 'pos' } } }, lat = function(x) return x:log() end, torch = 'x.log()' },
-  { name = 'sqrt', inputs = { { 'x', { { 3, 7 }, 'pos' } } }, lat = function(x) return x:sqrt() end, torch = 'x.sqrt()' },
-  { name = 'abs', inputs = { { 'x', { { 3, 7 }, 'away' } } }, lat = function(x) return x:abs() end, torch = 'x.abs()', kinks = true },
-  { name = 'relu', inputs = { { 'x', { { 5, 11 }, 'away' } } }, lat = function(x) return x:relu() end, torch = 'x.relu()', kinks = true },
-  { name = 'gelu', inputs = { { 'x', { { 5, 11 } } } }, lat = function(x) return x:gelu() end, torch = 'F.gelu(x)' },
-  { name = 'tanh', inputs = { { 'x', { { 5, 11 } } } }, lat = function(x) return x:tanh() end, torch = 'x.tanh()' },
-  { name = 'sigmoid', inputs = { { 'x', { { 5, 11 } } } }, lat = function(x) return x:sigmoid() end, torch = 'x.sigmoid()' },
   { name = 'pow 3', inputs = { { 'x', { { 13 } } } }, lat = function(x) return x ^ 3 end, torch = 'x ** 3' },
   { name = 'pow 0.5', inputs = { { 'x', { { 13 }, 'pos' } } }, lat = function(x) return x:pow(0.5) end, torch = 'x ** 0.5' },
   { name = 'clamp', inputs = { { 'x', { { 40 } } } }, lat = function(x) return x:clamp(-0.5, 0.7) end, torch = 'x.clamp(-0.5, 0.7)', kinks = true },
@@ -57,16 +82,8 @@ H.ops{
   { name = 'linear(v, w, v): input = bias', inputs = { { 'v', { { 3 } } }, { 'w', { { 3, 3 } } } }, lat = function(v, w) return lat.linear(v, w, v) end, torch = 'F.linear(v, w, v)' },
   { name = 'where(m, a, a)', inputs = { { 'c', { { 3, 4 } } }, { 'a', { { 3, 4 } } } },
     lat = function(c, a) return lat.where(c:gt(0), a, a * 2) + lat.where(c:gt(0), a, a) end, torch = 'torch.where(c > 0, a, a * 2) + torch.where(c > 0, a, a)', grad = { 'a' } },
-  { name = 'relu of NaN, infinities and zeros', inputs = { { 'x', { { 11 }, 'const', special } } }, lat = function(x) return x:relu() end, torch = 'x.relu()', fd = false },
   { name = 'clamp of NaN, infinities and zeros', inputs = { { 'x', { { 11 }, 'const', special } } }, lat = function(x) return x:clamp(-0.5, 0.5) end, torch = 'x.clamp(-0.5, 0.5)', fd = false },
   { name = 'clamp below only, of NaN and infinities', inputs = { { 'x', { { 11 }, 'const', special } } }, lat = function(x) return x:clamp(0) end, torch = 'x.clamp(min=0)', fd = false },
-  { name = 'abs of NaN and infinities', inputs = { { 'x', { { 11 }, 'const', special } } }, lat = function(x) return x:abs() end, torch = 'x.abs()', fd = false },
-  { name = 'exp of NaN and infinities', inputs = { { 'x', { { 11 }, 'const', special } } }, lat = function(x) return x:exp() end, torch = 'x.exp()', fd = false },
-  { name = 'tanh of NaN and infinities', inputs = { { 'x', { { 11 }, 'const', special } } }, lat = function(x) return x:tanh() end, torch = 'x.tanh()', fd = false },
-  { name = 'sigmoid of NaN and infinities', inputs = { { 'x', { { 11 }, 'const', special } } }, lat = function(x) return x:sigmoid() end, torch = 'x.sigmoid()', fd = false },
-  { name = 'gelu of NaN and infinities', inputs = { { 'x', { { 11 }, 'const', special } } }, lat = function(x) return x:gelu() end, torch = 'F.gelu(x)', fd = false },
-  { name = 'sqrt of NaN, infinities, zeros and negatives', inputs = { { 'x', { { 11 }, 'const', special } } }, lat = function(x) return x:sqrt() end, torch = 'x.sqrt()', fd = false },
-  { name = 'log of NaN, infinities, zeros and negatives', inputs = { { 'x', { { 11 }, 'const', special } } }, lat = function(x) return x:log() end, torch = 'x.log()', fd = false },
   { name = 'amax over a dim with NaN and -inf rows (the gradient of max(dim): to the index)', inputs = { { 'x', { { 4, 4 }, 'const', special_rows } } },
     lat = function(x) return x:amax(2) end, torch = 'x.max(1)[0]', fd = false },
   { name = 'argmax over a dim with NaN (the first NaN wins, as PyTorch)', inputs = { { 'x', { { 4, 4 }, 'const', special_rows } } }, grad = {},
@@ -99,7 +116,7 @@ H.ops{
   { name = 'pow 2 and 3 of zeros, NaN and infinities', inputs = { { 'x', { { 11 }, 'const', special } } }, lat = function(x) return x:pow(2) * x:pow(3) end, torch = '(x ** 2) * (x ** 3)', fd = false },
   { name = 'pow 0 has derivative 0 (finite differences)', inputs = { { 'x', { { 7 } } } }, lat = function(x) return x:pow(0) end, torch = 'x ** 0' },
   { name = 'cat of one tensor twice', inputs = { { 'a', { { 2, 3 } } } }, lat = function(a) return lat.cat({ a, a }, 1) end, torch = 'torch.cat([a, a], 0)' },
-}
+})
 
 -- ops on an empty batch (N = 0): PyTorch's shapes, and under backward every leaf gets a
 -- gradient (zero-size, or zeros for parameters)

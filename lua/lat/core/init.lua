@@ -1,12 +1,6 @@
 -- core/init.lua: loads liblat through the FFI and turns C failures into Lua errors at the caller.
 local ffi = require 'ffi'
 
-ffi.cdef(require 'lat.core.cdef')
--- A Lua tensor is this one-pointer struct, not the pointer itself: LuaJIT gives pointers
--- built-in arithmetic (p + 1 is the next struct), which would shadow the operator metamethods.
--- Its finaliser drops the reference it holds.
-ffi.cdef('typedef struct lat_ref { lat_tensor *ptr; } lat_ref;')
-
 local function load_library()
   local tried = {}
   for _, name in ipairs({ os.getenv('LAT_LIBRARY'), 'lat' }) do
@@ -19,6 +13,11 @@ local function load_library()
 end
 
 local C = load_library()
+require('lat.core.cdef')(C)
+-- A Lua tensor is this one-pointer struct, not the pointer itself: LuaJIT gives pointers
+-- built-in arithmetic (p + 1 is the next struct), which would shadow the operator metamethods.
+-- Its finaliser drops the reference it holds.
+ffi.cdef('typedef struct lat_ref { lat_tensor *ptr; } lat_ref;')
 local M = { C = C, ffi = ffi }
 
 -- The stack level of the first caller outside the lat library, so that an error names the

@@ -37,11 +37,9 @@ function T.div(a, b)
   return wrap(C.lat_binary(BIN.div, need(a, 'div: first input'), need(b, 'div: second input')))
 end
 
-local UNARY = {
-  neg = C.LAT_OP_NEG, exp = C.LAT_OP_EXP, log = C.LAT_OP_LOG, sqrt = C.LAT_OP_SQRT,
-  abs = C.LAT_OP_ABS, relu = C.LAT_OP_RELU, gelu = C.LAT_OP_GELU, tanh = C.LAT_OP_TANH,
-  sigmoid = C.LAT_OP_SIGMOID,
-}
+-- every unary op of the C core under its C name (lat_unary_name): x:tanh() and lat.tanh(x)
+local UNARY = {}
+for op = 0, C.LAT_UNARY_COUNT - 1 do UNARY[ffi.string(C.lat_unary_name(op))] = op end
 for name, op in pairs(UNARY) do
   T[name] = function(x) return wrap(C.lat_unary(op, need(x, name .. ': input'))) end
 end
@@ -58,11 +56,11 @@ function lat.where(mask, a, b)
   return wrap(C.lat_where(need(mask, 'where: mask'), need(a, 'where: first value'), need(b, 'where: second value')))
 end
 
-local CMP = { eq = 0, ne = 1, lt = 2, le = 3, gt = 4, ge = 5 }
+local CMP = { eq = C.LAT_CMP_EQ, ne = C.LAT_CMP_NE, lt = C.LAT_CMP_LT, le = C.LAT_CMP_LE, gt = C.LAT_CMP_GT, ge = C.LAT_CMP_GE }
 for name, op in pairs(CMP) do
   T[name] = function(a, b)
     if type(b) == 'number' then b = scalar_like(b) end
-    return wrap(C.lat_compare(need(a, name .. ': first input'), need(b, name .. ': second input'), op))
+    return wrap(C.lat_compare(op, need(a, name .. ': first input'), need(b, name .. ': second input')))
   end
 end
 
@@ -310,8 +308,9 @@ function lat.dropout(x, p, training, rng)
 end
 
 -- functional forms of the methods: lat.relu(x), lat.sum(x, dims), ...
-for _, name in ipairs({ 'add', 'sub', 'mul', 'div', 'neg', 'exp', 'log', 'sqrt', 'abs', 'relu', 'gelu',
-  'tanh', 'sigmoid', 'pow', 'clamp', 'sum', 'mean', 'amax', 'argmax', 'max', 'min', 'norm', 'reshape',
+for name in pairs(UNARY) do lat[name] = T[name] end
+for _, name in ipairs({ 'add', 'sub', 'mul', 'div', 'pow', 'clamp', 'sum', 'mean', 'amax', 'argmax',
+  'max', 'min', 'norm', 'reshape',
   'flatten', 'narrow', 'permute', 'transpose', 'expand', 'matmul', 'softmax', 'log_softmax',
   'gather', 'index_select', 'squeeze', 'unsqueeze' }) do
   lat[name] = T[name]
