@@ -4,6 +4,7 @@
 
 #include "internal.h"
 
+/* computed once by lat_conv2d; its node keeps it for backward */
 typedef struct {
   int64_t N, C, H, W, O, kh, kw, OH, OW;
   int64_t K, P;   /* K = C*kh*kw rows of a column matrix, P = OH*OW output positions */

@@ -53,7 +53,8 @@ int lat__begin_write(lat_tensor *dst, const lat_tensor *src, const char *op, con
 int64_t lat__numel_checked(int dtype, int ndim, const int64_t *shape);
 
 /* ---- autograd (autograd.c) ---- */
-enum { LAT_NODE_MAX_IN = 4, LAT_NODE_MAX_SAVED = 4 };
+/* LAT_NODE_STATE_BYTES: room for the largest op state, conv2d's geometry */
+enum { LAT_NODE_MAX_IN = 4, LAT_NODE_MAX_SAVED = 4, LAT_NODE_STATE_BYTES = 128 };
 typedef int (*lat_backward_fn)(lat_node *n, const lat_tensor *gout);
 
 struct lat_node {
@@ -71,10 +72,21 @@ struct lat_node {
   bool inputs_unread;                        /* backward needs only the inputs' shapes, so an
                                                 in-place change to one after use is harmless */
   lat_tensor *saved[LAT_NODE_MAX_SAVED];     /* extra tensors kept for backward (owned) */
-  double f[4];                               /* scalar arguments */
-  int64_t i[8];
-  int dims[LAT_MAX_DIMS];
+  union {                                    /* the op's other arguments: see LAT_NODE_STATE */
+    max_align_t align;
+    unsigned char bytes[LAT_NODE_STATE_BYTES];
+  } state;
 };
+
+/* The op's own struct in node n's state (zeroed when the node is recorded): the op writes its
+ * arguments there and its backward reads them back by name, e.g.
+ *   *LAT_NODE_STATE(n, narrow_saved) = (narrow_saved){.dim = d, .start = start, ...};  (op)
+ *   const narrow_saved *arg = LAT_NODE_STATE(n, narrow_saved);  (backward: arg->start)
+ * A type too large for the state is a compile-time error. */
+#define LAT_NODE_STATE(n, type)                                                                \
+  ((void)sizeof(struct { _Static_assert(sizeof(type) <= LAT_NODE_STATE_BYTES,                \
+                                        #type " does not fit in a node's state"); char c; }), \
+   (type *)(void *)(n)->state.bytes)
 
 /* Whether an op over these inputs must record a node. */
 bool lat__needs_grad(int n, lat_tensor *const *ins);

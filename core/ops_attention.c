@@ -16,7 +16,8 @@ typedef struct {
   int64_t B, T, D, H, hd;
   float scale;
   bool causal;
-  const lat_tensor *keep; /* [B, T] nonzero at keys that may be attended, or NULL */
+  const lat_tensor *keep; /* [B, T] nonzero at keys that may be attended, or NULL; NULL in
+                             the node's copy, as backward needs only P */
 } att_geom;
 
 static bool key_kept(const att_geom *g, int64_t b, int64_t j) {
@@ -59,10 +60,8 @@ static int threads_for(const att_geom *g) {
 
 static int attention_backward(lat_node *n, const lat_tensor *gout) {
   const lat_tensor *q = n->in[0], *k = n->in[1], *v = n->in[2], *P = n->saved[0];
-  att_geom g = {.B = q->shape_[0], .T = q->shape_[1], .D = q->shape_[2], .H = n->i[0],
-                .scale = (float)n->f[0]};
-  g.hd = g.D / g.H;
-  int64_t T = g.T, D = g.D, hd = g.hd, BH = g.B * g.H;
+  const att_geom *g = LAT_NODE_STATE(n, att_geom);
+  int64_t T = g->T, D = g->D, hd = g->hd, BH = g->B * g->H;
   bool acc[3] = {false, false, false};
   float *gq = NULL, *gk = NULL, *gv = NULL;
   /* q, k and v may be one tensor, with one buffer: fetched in the order in which each (b, h)
@@ -70,13 +69,13 @@ static int attention_backward(lat_node *n, const lat_tensor *gout) {
   if (n->need[2] && !(gv = lat__grad_buf(n, 2, &acc[2]))) return -1;
   if (n->need[0] && !(gq = lat__grad_buf(n, 0, &acc[0]))) return -1;
   if (n->need[1] && !(gk = lat__grad_buf(n, 1, &acc[1]))) return -1;
-  int nt = threads_for(&g);
+  int nt = threads_for(g);
   float *scratch = lat__alloc((size_t)(nt * T * T) * sizeof(float));
   if (!scratch) return -1;
   lat__blas_single_begin(nt);
   #pragma omp parallel for num_threads(nt) schedule(static)
   for (int64_t bh = 0; bh < BH; bh++) {
-    int64_t b = bh / g.H, h = bh % g.H, off = b * T * D + h * hd;
+    int64_t b = bh / g->H, h = bh % g->H, off = b * T * D + h * hd;
     const float *Pb = P->f + bh * T * T, *dO = gout->f + off;
     if (gv)
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)T, (int)hd, (int)T, 1.0f, Pb,
@@ -94,10 +93,10 @@ static int attention_backward(lat_node *n, const lat_tensor *gout) {
       for (int64_t j = 0; j < T; j++) d[j] = p[j] * (d[j] - dot);
     }
     if (gq)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)hd, (int)T, g.scale, dS,
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)hd, (int)T, g->scale, dS,
                   (int)T, k->f + off, (int)D, acc[0] ? 1.0f : 0.0f, gq + off, (int)D);
     if (gk)
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)T, (int)hd, (int)T, g.scale, dS,
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)T, (int)hd, (int)T, g->scale, dS,
                   (int)T, q->f + off, (int)D, acc[1] ? 1.0f : 0.0f, gk + off, (int)D);
   }
   lat__blas_single_end(nt);
@@ -145,8 +144,8 @@ lat_tensor *lat_attention(lat_tensor *q, lat_tensor *k, lat_tensor *v, int heads
   lat_tensor *ins[3] = {q, k, v};
   lat_node *n = lat__record(y, "attention", attention_backward, 3, ins);
   if (n) {
-    n->i[0] = heads;
-    n->f[0] = g.scale;
+    g.keep = NULL;
+    *LAT_NODE_STATE(n, att_geom) = g;
     n->saved[0] = P;
   } else {
     lat_release(P);

@@ -249,22 +249,30 @@ static void conv_backward_work(const conv_geom *g, const float *x, const float *
   }
 }
 
-static void geom_from_node(conv_geom *g, const lat_node *n) {
-  g->N = n->i[0]; g->C = n->i[1]; g->H = n->i[2]; g->W = n->i[3];
-  g->O = n->i[4]; g->kh = n->i[5]; g->kw = n->i[6]; g->B = n->i[7];
-  g->sh = n->dims[0]; g->sw = n->dims[1]; g->ph = n->dims[2]; g->pw = n->dims[3];
-  g->OH = (g->H + 2 * g->ph - g->kh) / g->sh + 1;
-  g->OW = (g->W + 2 * g->pw - g->kw) / g->sw + 1;
-  g->K = g->C * g->kh * g->kw;
-  g->P = g->OH * g->OW;
-  g->x_is_col = g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
+/* The geometry of x [N, C, H, W] convolved with w [O, C, kh, kw] (already checked), which
+ * forward uses and the node keeps for backward */
+static conv_geom geometry(const lat_tensor *x, const lat_tensor *w, int sh, int sw, int ph,
+                          int pw) {
+  conv_geom g = {.N = x->shape_[0], .C = x->shape_[1], .H = x->shape_[2], .W = x->shape_[3],
+                 .O = w->shape_[0], .kh = w->shape_[2], .kw = w->shape_[3], .B = 1,
+                 .sh = sh, .sw = sw, .ph = ph, .pw = pw};
+  g.OH = (g.H + 2 * g.ph - g.kh) / g.sh + 1;
+  g.OW = (g.W + 2 * g.pw - g.kw) / g.sw + 1;
+  g.K = g.C * g.kh * g.kw;
+  g.P = g.OH * g.OW;
+  g.x_is_col = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0;
+  /* small outputs: several images per gemm so that it has at least ~256 columns */
+  if (g.P > 0 && g.P < 256) {
+    g.B = (256 + g.P - 1) / g.P;
+    if (g.B > g.N) g.B = g.N > 0 ? g.N : 1;
+  }
+  return g;
 }
 
 static int conv_backward(lat_node *n, const lat_tensor *gout) {
-  conv_geom g;
-  geom_from_node(&g, n);
+  const conv_geom *g = LAT_NODE_STATE(n, conv_geom);
   bool nx = n->need[0], nw = n->need[1], nb = n->n_in > 2 && n->need[2];
-  if (g.N == 0) { /* nothing flowed back: zero gradients for w and b, a zero-size one for x */
+  if (g->N == 0) { /* nothing flowed back: zero gradients for w and b, a zero-size one for x */
     for (int k = 0; k < n->n_in; k++) {
       if (!n->need[k]) continue;
       bool acc;
@@ -279,31 +287,31 @@ static int conv_backward(lat_node *n, const lat_tensor *gout) {
   float *gw = nw ? lat__grad_buf(n, 1, &acc_w) : NULL;
   float *gb = nb ? lat__grad_buf(n, 2, &acc_b) : NULL;
   if ((nx && !gx) || (nw && !gw) || (nb && !gb)) return -1;
-  if (use_direct(&g))
-    return lat__conv_direct_backward(&g, n->in[0]->f, n->in[1]->f, gout->f, gx, acc_x, gw, acc_w,
-                                     gb, acc_b, direct_threads(&g));
-  int nt = split_threads(&g);
-  bw_layout l = layout(&g, nx, nw, nb);
+  if (use_direct(g))
+    return lat__conv_direct_backward(g, n->in[0]->f, n->in[1]->f, gout->f, gx, acc_x, gw, acc_w,
+                                     gb, acc_b, direct_threads(g));
+  int nt = split_threads(g);
+  bw_layout l = layout(g, nx, nw, nb);
   scratch s;
   if (!scratch_get(&s, nt, l.each)) return -1;
   lat__blas_single_begin(nt);
-  conv_backward_work(&g, n->in[0]->f, n->in[1]->f, gout->f, gx, acc_x, s.p, l, nw, nb, nt);
+  conv_backward_work(g, n->in[0]->f, n->in[1]->f, gout->f, gx, acc_x, s.p, l, nw, nb, nt);
   lat__blas_single_end(nt);
   /* reduce the per-thread partial sums of dw and db */
   for (int t = 0; t < nt; t++) {
     const float *base = s.p + (size_t)t * (size_t)l.each;
     if (nw) {
       const float *d = base + l.dw;
-      int64_t cnt = g.O * g.K;
+      int64_t cnt = g->O * g->K;
       if (t == 0 && !acc_w) memcpy(gw, d, (size_t)cnt * sizeof *gw);
       else
         for (int64_t k = 0; k < cnt; k++) gw[k] += d[k];
     }
     if (nb) {
       const float *d = base + l.db;
-      if (t == 0 && !acc_b) memcpy(gb, d, (size_t)g.O * sizeof *gb);
+      if (t == 0 && !acc_b) memcpy(gb, d, (size_t)g->O * sizeof *gb);
       else
-        for (int64_t k = 0; k < g.O; k++) gb[k] += d[k];
+        for (int64_t k = 0; k < g->O; k++) gb[k] += d[k];
     }
   }
   scratch_put(&s);
@@ -338,21 +346,10 @@ lat_tensor *lat_conv2d(lat_tensor *x, lat_tensor *w, lat_tensor *b, int stride_h
     return lat__fail("conv2d: kernel %lldx%lld is larger than the padded input %lldx%lld "
                      "(input %s, padding %dx%d)", (long long)w->shape_[2], (long long)w->shape_[3],
                      (long long)PH, (long long)PW, SHAPE(x), pad_h, pad_w);
-  conv_geom g;
-  lat_node tmp = {0};
-  tmp.i[0] = x->shape_[0]; tmp.i[1] = x->shape_[1]; tmp.i[2] = x->shape_[2];
-  tmp.i[3] = x->shape_[3]; tmp.i[4] = w->shape_[0]; tmp.i[5] = w->shape_[2];
-  tmp.i[6] = w->shape_[3]; tmp.i[7] = 1;
-  tmp.dims[0] = stride_h; tmp.dims[1] = stride_w; tmp.dims[2] = pad_h; tmp.dims[3] = pad_w;
-  geom_from_node(&g, &tmp);
+  conv_geom g = geometry(x, w, stride_h, stride_w, pad_h, pad_w);
   if ((double)g.K * (double)(g.P > 256 ? g.P : 256) * 4 > (double)LAT_MAX_BYTES)
     return lat__fail("conv2d: input %s with weight %s needs an im2col buffer of more than 2^%d "
                      "bytes", SHAPE(x), SHAPE(w), LAT_MAX_BYTES_LOG2);
-  /* small outputs: several images per gemm so that it has at least ~256 columns */
-  if (g.P > 0 && g.P < 256) {
-    g.B = (256 + g.P - 1) / g.P;
-    if (g.B > g.N) g.B = g.N > 0 ? g.N : 1;
-  }
   int64_t shape[4] = {g.N, g.O, g.OH, g.OW};
   lat_tensor *y = lat__new(LAT_F32, 4, shape);
   if (!y) return NULL;
@@ -377,10 +374,6 @@ lat_tensor *lat_conv2d(lat_tensor *x, lat_tensor *w, lat_tensor *b, int stride_h
   }
   lat_tensor *ins[3] = {x, w, b};
   lat_node *n = lat__record(y, "conv2d", conv_backward, b ? 3 : 2, ins);
-  if (n) {
-    memcpy(n->i, tmp.i, sizeof tmp.i);
-    n->i[7] = g.B;
-    memcpy(n->dims, tmp.dims, 4 * sizeof *tmp.dims);
-  }
+  if (n) *LAT_NODE_STATE(n, conv_geom) = g;
   return y;
 }

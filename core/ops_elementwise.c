@@ -6,6 +6,11 @@
 
 #define PAR_IF(n) if ((n) > LAT_PAR_MIN)
 
+/* what a unary or binary op's node keeps for backward */
+typedef struct {
+  int op; /* LAT_OP_... */
+} op_saved;
+
 int lat__broadcast_shape(const lat_tensor *a, const lat_tensor *b, int64_t *out, const char *op) {
   int nd = a->ndim > b->ndim ? a->ndim : b->ndim;
   for (int d = 0; d < nd; d++) {
@@ -88,7 +93,7 @@ static void unary_forward(int op, float *restrict y, const float *restrict x, in
 
 /* the derivative times g, from the input x and the output y */
 static int unary_backward(lat_node *n, const lat_tensor *gout) {
-  int op = (int)n->i[0];
+  int op = LAT_NODE_STATE(n, op_saved)->op;
   bool acc;
   float *restrict gx = lat__grad_buf(n, 0, &acc);
   if (!gx) return -1;
@@ -134,7 +139,7 @@ lat_tensor *lat_unary(lat_unary_op op, lat_tensor *x) {
   unary_forward(op, y->f, x->f, x->numel_);
   lat_node *n = lat__record(y, unary_names[op], unary_backward, 1, &x);
   if (n) {
-    n->i[0] = op;
+    LAT_NODE_STATE(n, op_saved)->op = op;
     n->inputs_unread = op == LAT_OP_NEG;
     if (op == LAT_OP_EXP || op == LAT_OP_SQRT)
       n->saved[0] = lat__save_output(y);
@@ -175,7 +180,7 @@ static void binary_forward(int op, lat_tensor *out, const lat_tensor *a, const l
 
 /* For input k of a binary op: the gradient at output resolution, then summed down. */
 static int binary_backward(lat_node *n, const lat_tensor *gout) {
-  int op = (int)n->i[0];
+  int op = LAT_NODE_STATE(n, op_saved)->op;
   lat_tensor *a = n->in[0], *b = n->in[1];
   lat_tensor *tmp = NULL;
   for (int k = 0; k < 2; k++) {
@@ -232,7 +237,7 @@ lat_tensor *lat_binary(lat_binary_op op, lat_tensor *a, lat_tensor *b) {
   lat_tensor *ins[2] = {a, b};
   lat_node *n = lat__record(y, name, binary_backward, 2, ins);
   if (n) {
-    n->i[0] = op;
+    LAT_NODE_STATE(n, op_saved)->op = op;
     n->inputs_unread = op == LAT_OP_ADD || op == LAT_OP_SUB;
   }
   return y;
@@ -248,6 +253,11 @@ static inline float pow_as_torch(float x, float p) {
 
 /* the ops of a tensor and a number, each with its own public function */
 typedef enum { SCALAR_ADD, SCALAR_MUL, SCALAR_POW, SCALAR_CLAMP } scalar_op_kind;
+typedef struct {
+  scalar_op_kind kind;
+  float s;  /* the scalar, or clamp's lower bound */
+  float hi; /* clamp's upper bound */
+} scalar_saved;
 
 static int scalar_backward(lat_node *n, const lat_tensor *gout) {
   bool acc;
@@ -255,8 +265,9 @@ static int scalar_backward(lat_node *n, const lat_tensor *gout) {
   if (!gx) return -1;
   const float *g = gout->f, *x = n->in[0]->f;
   int64_t cnt = gout->numel_;
-  int kind = (int)n->i[0];
-  float s = (float)n->f[0], lo = (float)n->f[0], hi = (float)n->f[1];
+  const scalar_saved *arg = LAT_NODE_STATE(n, scalar_saved);
+  scalar_op_kind kind = arg->kind;
+  float s = arg->s, lo = arg->s, hi = arg->hi;
   #pragma omp parallel for simd if (parallel : cnt > LAT_PAR_MIN)
   for (int64_t k = 0; k < cnt; k++) {
     float d;
@@ -287,10 +298,8 @@ static lat_tensor *scalar_op(scalar_op_kind kind, lat_tensor *x, double s, doubl
   else for (int64_t k = 0; k < cnt; k++) ys[k] = lat__clampf(xs[k], a, b);
   lat_node *n = lat__record(y, name, scalar_backward, 1, &x);
   if (n) {
-    n->i[0] = kind;
+    *LAT_NODE_STATE(n, scalar_saved) = (scalar_saved){.kind = kind, .s = a, .hi = b};
     n->inputs_unread = kind == SCALAR_ADD || kind == SCALAR_MUL;
-    n->f[0] = s;
-    n->f[1] = s2;
   }
   return y;
 }

@@ -53,13 +53,18 @@ static lat_tensor *keep_index(lat_node *n, lat_tensor *index) {
   return n->saved[0];
 }
 
+/* what gather's and index_select's nodes keep besides the copy of the index */
+typedef struct {
+  int dim; /* the dimension indexed, from 0 */
+} index_saved;
+
 /* y's node for gather and index_select (float32 inputs only): the dim and a copy of the index */
 static lat_tensor *record_indexed(lat_tensor *y, lat_tensor *x, const char *name,
                                   lat_backward_fn bw, int d, lat_tensor *index) {
   if (x->dtype_ != LAT_F32) return y;
   lat_node *n = lat__record(y, name, bw, 1, &x);
   if (n) {
-    n->i[0] = d;
+    LAT_NODE_STATE(n, index_saved)->dim = d;
     if (!keep_index(n, index)) {
       lat_release(y);
       return NULL;
@@ -149,7 +154,7 @@ static void strides(const lat_tensor *t, int64_t *st) {
 
 static int gather_backward(lat_node *n, const lat_tensor *gout) {
   const lat_tensor *x = n->in[0], *index = n->saved[0];
-  int dim = (int)n->i[0];
+  int dim = LAT_NODE_STATE(n, index_saved)->dim;
   int64_t xst[LAT_MAX_DIMS];
   strides(x, xst);
   bool acc;
@@ -200,7 +205,7 @@ lat_tensor *lat_gather(lat_tensor *x, int dim, lat_tensor *index) {
 
 static int index_select_backward(lat_node *n, const lat_tensor *gout) {
   const lat_tensor *x = n->in[0], *index = n->saved[0];
-  int dim = (int)n->i[0];
+  int dim = LAT_NODE_STATE(n, index_saved)->dim;
   int64_t outer, inner, size = x->shape_[dim], m = index->numel_;
   split3(x, dim, &outer, &inner);
   bool acc;

@@ -173,11 +173,15 @@ lat_tensor *lat_layer_norm(lat_tensor *x, lat_tensor *w, lat_tensor *b, double e
  * then constants for backward. Running stats are not inputs of the node: no gradient flows to
  * them. */
 
+typedef struct {
+  bool training; /* normalised with the batch's statistics, not the running ones */
+} batch_norm_saved;
+
 static int batch_norm_backward(lat_node *n, const lat_tensor *gout) {
   lat_tensor *x = n->in[0], *w = n->in[1];
   const float *mean = n->saved[0]->f, *mlo = n->saved[1]->f, *rstd = n->saved[2]->f;
   const float *g = gout->f;
-  bool training = n->i[0];
+  bool training = LAT_NODE_STATE(n, batch_norm_saved)->training;
   int64_t N = x->shape_[0], C = x->shape_[1], S = x->ndim == 4 ? x->shape_[2] * x->shape_[3] : 1;
   double m = (double)(N * S);
   bool accx = false, accw = false, accb = false;
@@ -271,7 +275,7 @@ lat_tensor *lat_batch_norm(lat_tensor *x, lat_tensor *w, lat_tensor *b, lat_tens
   }
   lat_tensor *ins[3] = {x, w, b};
   lat_node *n = lat__record(y, op, batch_norm_backward, 3, ins);
-  if (n) n->i[0] = training != 0;
+  if (n) LAT_NODE_STATE(n, batch_norm_saved)->training = training != 0;
   save_stats(n, &st);
   return y;
 }

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+/* computed once by pool_check; the node keeps it for backward */
 typedef struct {
   int64_t planes, H, W, OH, OW; /* planes = N*C */
   int kh, kw, sh, sw, ph, pw;
@@ -43,20 +44,6 @@ static lat_tensor *pool_output(const lat_tensor *x, const pool_geom *g, int dtyp
   shape[x->ndim - 2] = g->OH;
   shape[x->ndim - 1] = g->OW;
   return lat__new(dtype, x->ndim, shape);
-}
-
-static void geom_to_node(lat_node *n, const pool_geom *g) {
-  n->i[0] = g->kh; n->i[1] = g->kw; n->i[2] = g->sh; n->i[3] = g->sw; n->i[4] = g->ph;
-  n->i[5] = g->pw; n->i[6] = g->OH; n->i[7] = g->OW;
-}
-
-static void geom_from_node(pool_geom *g, const lat_node *n) {
-  const lat_tensor *x = n->in[0];
-  g->kh = (int)n->i[0]; g->kw = (int)n->i[1]; g->sh = (int)n->i[2]; g->sw = (int)n->i[3];
-  g->ph = (int)n->i[4]; g->pw = (int)n->i[5]; g->OH = n->i[6]; g->OW = n->i[7];
-  g->H = x->shape_[x->ndim - 2];
-  g->W = x->shape_[x->ndim - 1];
-  g->planes = lat__prod(x->shape_, x->ndim - 2);
 }
 
 /* the window of output (oh, ow) clipped to the input: rows [h0, h1), columns [w0, w1) */
@@ -118,16 +105,15 @@ static void max_forward(const pool_geom *g, const float *x, float *y, int32_t *i
 }
 
 static int max_pool_backward(lat_node *n, const lat_tensor *gout) {
-  pool_geom g;
-  geom_from_node(&g, n);
+  const pool_geom *g = LAT_NODE_STATE(n, pool_geom);
   bool acc;
   float *gx = lat__grad_buf(n, 0, &acc);
   if (!gx) return -1;
   const int32_t *idx = n->saved[0]->i;
-  int64_t HW = g.H * g.W, OP = g.OH * g.OW;
+  int64_t HW = g->H * g->W, OP = g->OH * g->OW;
   const float *gy = gout->f;
-  #pragma omp parallel for schedule(static) if (g.planes > 1 && g.planes * HW > LAT_PAR_MIN)
-  for (int64_t pl = 0; pl < g.planes; pl++) {
+  #pragma omp parallel for schedule(static) if (g->planes > 1 && g->planes * HW > LAT_PAR_MIN)
+  for (int64_t pl = 0; pl < g->planes; pl++) {
     float *gp = gx + pl * HW;
     if (!acc) memset(gp, 0, (size_t)HW * sizeof *gp);
     const float *gyp = gy + pl * OP;
@@ -156,7 +142,7 @@ lat_tensor *lat_max_pool2d(lat_tensor *x, int kh, int kw, int sh, int sw, int ph
   max_forward(&g, x->f, y->f, idx ? idx->i : NULL);
   lat_node *n = lat__record(y, "max_pool2d", max_pool_backward, 1, &x);
   if (n) {
-    geom_to_node(n, &g);
+    *LAT_NODE_STATE(n, pool_geom) = g;
     n->saved[0] = idx;
   } else lat_release(idx);
   return y;
@@ -223,12 +209,10 @@ static void avg_backward(const pool_geom *g, const float *gy, float *gx, bool ac
 }
 
 static int avg_pool_backward(lat_node *n, const lat_tensor *gout) {
-  pool_geom g;
-  geom_from_node(&g, n);
   bool acc;
   float *gx = lat__grad_buf(n, 0, &acc);
   if (!gx) return -1;
-  avg_backward(&g, gout->f, gx, acc);
+  avg_backward(LAT_NODE_STATE(n, pool_geom), gout->f, gx, acc);
   return 0;
 }
 
@@ -239,6 +223,6 @@ lat_tensor *lat_avg_pool2d(lat_tensor *x, int kh, int kw, int sh, int sw, int ph
   if (!y) return NULL;
   avg_forward(&g, x->f, y->f);
   lat_node *n = lat__record(y, "avg_pool2d", avg_pool_backward, 1, &x);
-  if (n) geom_to_node(n, &g);
+  if (n) *LAT_NODE_STATE(n, pool_geom) = g;
   return y;
 }

@@ -26,6 +26,10 @@ static int reduced_shapes(const lat_tensor *x, int ndims, const int *dims, int k
 
 /* ---- sum ---- */
 
+typedef struct {
+  bool reduced[LAT_MAX_DIMS]; /* which of the input's dimensions were summed over */
+} sum_saved;
+
 static int sum_backward(lat_node *n, const lat_tensor *gout) {
   lat_tensor *x = n->in[0];
   bool acc;
@@ -33,7 +37,8 @@ static int sum_backward(lat_node *n, const lat_tensor *gout) {
   if (!gx) return -1;
   /* broadcast gout (in the kept shape) over x */
   int64_t kept[LAT_MAX_DIMS];
-  for (int d = 0; d < x->ndim; d++) kept[d] = n->dims[d] ? 1 : x->shape_[d];
+  const bool *reduced = LAT_NODE_STATE(n, sum_saved)->reduced;
+  for (int d = 0; d < x->ndim; d++) kept[d] = reduced[d] ? 1 : x->shape_[d];
   lat_bcast bc;
   const int64_t *shapes[2] = {kept, x->shape_};
   int ndims[2] = {x->ndim, x->ndim};
@@ -73,7 +78,7 @@ lat_tensor *lat_sum(lat_tensor *x, int ndims, const int *dims, int keepdim) {
   lat_node *n = lat__record(y, "sum", sum_backward, 1, &x);
   if (n) {
     n->inputs_unread = true;
-    for (int d = 0; d < x->ndim; d++) n->dims[d] = reduce[d];
+    memcpy(LAT_NODE_STATE(n, sum_saved)->reduced, reduce, sizeof reduce);
   }
   return y;
 }

@@ -61,10 +61,16 @@ static void split3(const lat_tensor *t, int dim, int64_t *outer, int64_t *inner)
   *inner = lat__prod(t->shape_ + dim + 1, t->ndim - dim - 1);
 }
 
+typedef struct {
+  int dim;              /* from 0 */
+  int64_t start, length;
+} narrow_saved;
+
 static int narrow_backward(lat_node *n, const lat_tensor *gout) {
   lat_tensor *x = n->in[0];
-  int dim = (int)n->i[0];
-  int64_t start = n->i[1], len = n->i[2], outer, inner;
+  const narrow_saved *arg = LAT_NODE_STATE(n, narrow_saved);
+  int dim = arg->dim;
+  int64_t start = arg->start, len = arg->length, outer, inner;
   split3(x, dim, &outer, &inner);
   bool acc;
   float *gx = lat__grad_buf(n, 0, &acc);
@@ -109,9 +115,7 @@ lat_tensor *lat_narrow(lat_tensor *t, int dim, int64_t start, int64_t length) {
   lat_node *n = lat__record(y, "narrow", narrow_backward, 1, &t);
   if (n) {
     n->inputs_unread = true;
-    n->i[0] = d;
-    n->i[1] = start;
-    n->i[2] = length;
+    *LAT_NODE_STATE(n, narrow_saved) = (narrow_saved){.dim = d, .start = start, .length = length};
   }
   return y;
 }
@@ -157,9 +161,14 @@ static void permute_copy(void *dst, const void *src, size_t es, int nd, const in
   }
 }
 
+typedef struct {
+  int perm[LAT_MAX_DIMS]; /* output dimension d is input dimension perm[d] */
+} permute_saved;
+
 static int permute_backward(lat_node *n, const lat_tensor *gout) {
   int nd = gout->ndim, inv[LAT_MAX_DIMS];
-  for (int d = 0; d < nd; d++) inv[n->dims[d]] = d;
+  const int *perm = LAT_NODE_STATE(n, permute_saved)->perm;
+  for (int d = 0; d < nd; d++) inv[perm[d]] = d;
   bool acc;
   float *gx = lat__grad_buf(n, 0, &acc);
   if (!gx) return -1;
@@ -185,7 +194,7 @@ lat_tensor *lat_permute(lat_tensor *t, const int *perm) {
   lat_node *n = lat__record(y, "permute", permute_backward, 1, &t);
   if (n) {
     n->inputs_unread = true;
-    memcpy(n->dims, p, sizeof p);
+    memcpy(LAT_NODE_STATE(n, permute_saved)->perm, p, sizeof p);
   }
   return y;
 }
@@ -256,8 +265,12 @@ lat_tensor *lat_expand(lat_tensor *t, int ndim, const int64_t *shape) {
 
 /* ---- cat ---- */
 
+typedef struct {
+  int dim; /* from 0 */
+} cat_saved;
+
 static int cat_backward(lat_node *n, const lat_tensor *gout) {
-  int dim = (int)n->i[0];
+  int dim = LAT_NODE_STATE(n, cat_saved)->dim;
   int64_t outer, inner, total = gout->shape_[dim], pos = 0;
   split3(gout, dim, &outer, &inner);
   for (int k = 0; k < n->n_in; k++) {
@@ -314,7 +327,7 @@ lat_tensor *lat_cat(int n, lat_tensor **ts, int dim) {
   lat_node *node = lat__record(y, "cat", cat_backward, n, ts);
   if (node) {
     node->inputs_unread = true;
-    node->i[0] = d;
+    LAT_NODE_STATE(node, cat_saved)->dim = d;
   }
   return y;
 }

@@ -116,13 +116,19 @@ static void cols_backward(float *gx, const float *g, const float *y, lat_axis a,
     }
 }
 
+typedef struct {
+  bool log; /* log_softmax */
+  int dim;  /* from 0 */
+} softmax_saved;
+
 static int softmax_backward(lat_node *n, const lat_tensor *gout) {
   lat_tensor *x = n->in[0];
   const float *y = n->saved[0]->f;
-  bool log_ = n->i[0], acc;
+  const softmax_saved *arg = LAT_NODE_STATE(n, softmax_saved);
+  bool log_ = arg->log, acc;
   float *gx = lat__grad_buf(n, 0, &acc);
   if (!gx) return -1;
-  lat_axis a = axis_of(x, (int)n->i[1]);
+  lat_axis a = axis_of(x, arg->dim);
   if (a.inner == 1) {
     #pragma omp parallel for if (x->numel_ > LAT_PAR_MIN && a.outer > 1)
     for (int64_t o = 0; o < a.outer; o++)
@@ -163,8 +169,7 @@ static lat_tensor *softmax_common(lat_tensor *x, int dim, bool log_) {
   }
   lat_node *n = lat__record(y, op, softmax_backward, 1, &x);
   if (n) {
-    n->i[0] = log_;
-    n->i[1] = d;
+    *LAT_NODE_STATE(n, softmax_saved) = (softmax_saved){.log = log_, .dim = d};
     if (!(n->saved[0] = lat__save_output(y))) {
       lat_release(y);
       return NULL;
@@ -182,11 +187,17 @@ lat_tensor *lat_log_softmax(lat_tensor *x, int dim) { return softmax_common(x, d
  * shape), mean over the rows not ignored, or sum. As in PyTorch, 'mean' with every label
  * ignored gives nan (0 / 0) and a zero gradient. Backward: (softmax(x_r) - onehot) * g_r. */
 
+typedef struct {
+  int ignore_index, reduction; /* lat_cross_entropy's arguments */
+  int64_t count;               /* rows whose label is not ignore_index */
+} cross_entropy_saved;
+
 static int cross_entropy_backward(lat_node *n, const lat_tensor *gout) {
   lat_tensor *x = n->in[0], *labels = n->in[1];
   const float *lse = n->saved[0]->f;
-  int ignore = (int)n->i[0], red = (int)n->i[1];
-  int64_t count = n->i[2], C = x->shape_[x->ndim - 1], R = labels->numel_;
+  const cross_entropy_saved *arg = LAT_NODE_STATE(n, cross_entropy_saved);
+  int ignore = arg->ignore_index, red = arg->reduction;
+  int64_t count = arg->count, C = x->shape_[x->ndim - 1], R = labels->numel_;
   bool acc;
   float *gx = lat__grad_buf(n, 0, &acc);
   if (!gx) return -1;
@@ -292,9 +303,8 @@ lat_tensor *lat_cross_entropy(lat_tensor *logits, lat_tensor *labels, int ignore
   lat_tensor *ins[2] = {logits, labels};
   lat_node *n = lat__record(loss, op, cross_entropy_backward, 2, ins);
   if (n) {
-    n->i[0] = ignore_index;
-    n->i[1] = reduction;
-    n->i[2] = count;
+    *LAT_NODE_STATE(n, cross_entropy_saved) =
+        (cross_entropy_saved){.ignore_index = ignore_index, .reduction = reduction, .count = count};
     n->saved[0] = lse;
   } else {
     lat_release(lse);
