@@ -8,6 +8,7 @@
 local core = require 'lat.core'
 local lat = require 'lat.tensor'
 local F = require 'lat.finite'
+local in_eval = require('lat.nn.module').in_eval
 require 'lat.threat'
 local raise = core.raise
 
@@ -153,9 +154,7 @@ function A.pgd(model, batch, threat, opts)
   local rng = opts.rng or lat.default_generator
   local context = opts.context and (opts.context .. ': ') or ''
   local function fail(what, run) F.fail(context .. 'attack: ' .. what .. ' is not finite', run and model, run) end
-  local was_training = model.training
-  model:eval()
-  local ok, result = pcall(function()
+  return in_eval(model, function()
     local clean = A.clean_activations(model, batch, threat, forward)
     local deltas, radius, alpha, adam = {}, {}, {}, {}
     for _, s in ipairs(threat.sites) do
@@ -221,9 +220,6 @@ function A.pgd(model, batch, threat, opts)
       config = { steps = steps, rule = rule, init = init, early_stop = opts.early_stop and true or false },
     }
   end)
-  model:train(was_training)
-  if not ok then error(result, 0) end
-  return result
 end
 
 -- random(model, batch, threat[, opts]): the random-perturbation control (the paper's RLP): a

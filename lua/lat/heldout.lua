@@ -12,6 +12,7 @@ local A = require 'lat.attack'
 local C = require 'lat.corrupt'
 local U = require 'lat.universal'
 local sys = require 'lat.sys'
+local in_eval = require('lat.nn.module').in_eval
 local raise = core.raise
 
 local H = { corrupt = C, universal = U }
@@ -33,7 +34,7 @@ local function rng_of(opts) return opts.rng or lat.Generator(opts.seed or 0) end
 -- pgd: {norm = 'linf' | 'l2', eps =, steps = 10, step_size =, init = 'uniform', rng =} through
 -- the score of the attacked images xa (in evaluation mode), carrying xa itself
 local function scored(model, xa, y)
-  local s = U.in_eval(model, function() return H.score(model, xa, y) end)
+  local s = in_eval(model, function() return H.score(model, xa, y) end)
   s.x = xa
   return s
 end
@@ -195,7 +196,7 @@ function H.run(model, dataset, attacks, opts)
   local loader = loader_of(dataset, opts)
   local clean, n = 0, 0
   for batch in loader:iter(1) do
-    local s = U.in_eval(model, function() return H.score(model, batch.x, batch.y) end)
+    local s = in_eval(model, function() return H.score(model, batch.x, batch.y) end)
     clean, n = clean + s.correct, n + s.n
   end
   local result = { clean_accuracy = clean / n, rows = {}, accuracy = {}, families = {}, n = n }
@@ -232,7 +233,7 @@ local function class_rates(model, dataset, transform, opts)
   local K
   for batch in loader_of(dataset, opts):iter(1) do
     local x = transform and transform(batch.x, rng) or batch.x
-    local pred = U.in_eval(model, function() return lat.no_grad(function() return model(x) end) end)
+    local pred = in_eval(model, function() return lat.no_grad(function() return model(x) end) end)
     K = K or pred:size(-1)
     pred = pred:argmax(-1)
     for i = 0, batch.y:numel() - 1 do

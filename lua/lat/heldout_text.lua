@@ -11,18 +11,10 @@ local core = require 'lat.core'
 local lat = require 'lat.tensor'
 local base = require 'lat.trojan.base'
 local sys = require 'lat.sys'
+local in_eval = require('lat.nn.module').in_eval
 local raise = core.raise
 
 local HT = {}
-
-local function in_eval(model, fn)
-  local was_training = model.training
-  model:eval()
-  local res = { pcall(fn) }
-  model:train(was_training)
-  if not res[1] then error(res[2], 0) end
-  return unpack(res, 2)
-end
 
 local function predict(model, ids) return lat.no_grad(function() return model(ids):argmax(-1) end) end
 

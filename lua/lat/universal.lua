@@ -8,6 +8,7 @@ local core = require 'lat.core'
 local lat = require 'lat.tensor'
 local data = require 'lat.data'
 local F = require 'lat.finite'
+local in_eval = require('lat.nn.module').in_eval
 require 'lat.threat'
 local raise = core.raise
 
@@ -80,17 +81,6 @@ local function move(rule, g, st, step)
   end
   raise(("universal: unknown step rule '%s' (sign, l2, adam)"):format(tostring(rule)))
 end
-
--- runs fn with the model in evaluation mode, restoring its mode afterwards
-local function in_eval(model, fn)
-  local was = model.training
-  model:eval()
-  local res = { pcall(fn) }
-  model:train(was)
-  if not res[1] then error(res[2], 0) end
-  return unpack(res, 2)
-end
-U.in_eval = in_eval
 
 -- the options every fit takes, checked: steps and batch_size integers, step_size finite > 0
 local function check_options(what, model, o)
