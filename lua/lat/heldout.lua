@@ -5,6 +5,7 @@
 --   local HO = lat.eval.heldout
 --   local r = HO.run(model, test, HO.fashion_suite(), { fit_data = train_slice, max_examples = 1000 })
 --   r.robustness, r.families.patch, r.rows[1].name, r.rows[1].accuracy
+-- A new held-out attack is a spec table (see the specs below) in the list given to run.
 local core = require 'lat.core'
 local lat = require 'lat.tensor'
 local data = require 'lat.data'
@@ -86,7 +87,10 @@ end
 
 -- A spec is { name =, family =, attack = function(model, batch, opts), opts = {...},
 -- fit = nil | function(model, fit_data, opts) -> opts with the fitted perturbation,
--- transform = nil | function(x, rng) -> x' (model-free attacks: corruptions) }.
+-- transform = nil | function(x, rng) -> x' (model-free attacks: corruptions) }. A new held-out
+-- attack is such a table, written anywhere: attack(model, batch, opts) runs with the model in
+-- evaluation mode and returns {correct =} or {accuracy =} for the batch (H.score(model, x', y)
+-- gives it); opts are the spec's opts with seed and rng (a lat.Generator) added.
 H.spec = {}
 function H.spec.pgd(o)
   o = copy(o)
@@ -212,7 +216,7 @@ function H.run(model, dataset, attacks, opts)
     o.rng = lat.Generator(o.seed)
     local correct, count = 0, 0
     for batch in loader:iter(1) do
-      local s = spec.attack(model, batch, o)
+      local s = in_eval(model, spec.attack, model, batch, o)
       correct, count = correct + (s.correct or s.accuracy * batch.y:numel()), count + batch.y:numel()
     end
     local fam = spec.family or spec.name

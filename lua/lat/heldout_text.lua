@@ -166,8 +166,9 @@ end
 -- ---------------------------------------------------------------- specs and the suite
 
 -- A spec is { name =, family =, transform = function(text, label, i) -> text } (a model-free
--- attack on the raw text) or { name =, family = 'hotflip', budgets = {...}, hotflip = opts }
--- (one greedy run gives a row for each budget).
+-- attack on the raw text; i is the message's 0-based position) or { name =, family = 'hotflip',
+-- budgets = {...}, hotflip = opts } (one greedy run gives a row for each budget). A new held-out
+-- attack on text is a table of the first kind, written anywhere, in the list given to run.
 HT.spec = {}
 function HT.spec.typos(rate, seed)
   local key = base.key(seed or 0, 'typos')

@@ -141,7 +141,7 @@ function U.fit_uap(model, ds, opts)
   for k, v in pairs(opts or {}) do o[k] = v end
   check_options('fit_uap', model, o)
   local tm = lat.threat{ where = 'input', norm = o.norm or 'linf', eps = o.eps or 16 / 255 }
-  o.rule = o.rule or (tm.norm == 'linf' and 'sign' or 'l2')
+  o.rule = o.rule or tm:default_rule()
   o.step_size = o.step_size or tm.eps / 10
   local first = batches(ds, 1, 0)()
   local shape = first.x.shape
