@@ -161,7 +161,7 @@ function A.pgd(model, batch, threat, opts)
   local forward = opts.forward or default_forward
   local objective, ospec = objective_of(opts.objective)
   local rule = opts.rule or threat:default_rule()
-  local move = type(rule) == 'function' and rule or rules[rule] or raise(("attack: unknown step rule '%s'"):format(tostring(rule)))
+  local step_rule = type(rule) == 'function' and rule or rules[rule] or raise(("attack: unknown step rule '%s'"):format(tostring(rule)))
   local init = opts.init or 'zero'
   local rng = opts.rng or lat.default_generator
   local context = opts.context and (opts.context .. ': ') or ''
@@ -200,7 +200,7 @@ function A.pgd(model, batch, threat, opts)
         for i, s in ipairs(threat.sites) do
           local g, d = grads[i], deltas[s.name]
           if F.enabled and not F.tensor(g) then fail(("step %d: the gradient of the perturbation at '%s'"):format(step, s.name)) end
-          local dir = move(g, state[s.name], step, threat, opts)
+          local dir = step_rule(g, state[s.name], step, threat, opts)
           deltas[s.name] = threat:project(d - dir * alpha[s.name], clean[s.name], batch, radius[s.name]):requires_grad_()
           if F.enabled and not F.tensor(deltas[s.name]) then fail(("step %d: the perturbation at '%s'"):format(step, s.name)) end
         end

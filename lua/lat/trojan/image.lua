@@ -9,7 +9,7 @@ local I = {}
 
 -- ImageTrojan (lat.trojan.ImageTrojan): the methods every image trojan has on top of Trojan's;
 -- each kind adds apply(x [B, C, H, W], index int32 [B]) -> a new batch with the trigger
-local Image = setmetatable({ fields = { x = 'x', y = 'y' } }, base.Trojan)
+local Image = setmetatable({}, base.Trojan)
 Image.__index = Image
 I.ImageTrojan = Image
 
