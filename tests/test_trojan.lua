@@ -220,6 +220,27 @@ H.test('poison_all as a DataLoader transform: triggers, target labels, first tro
   H.raises(function() t1:poison()({ x = lat.zeros(1, 1, 6, 6), y = lat.zeros({ 1 }, 'int32') }) end, 'no int32 index')
 end)
 
+H.test("a trojan's own selects decides which examples it poisons, everywhere", function()
+  local ds = tiny(300)
+  local t = trojan.patch{ target = 0, rate = 0, size = 2 }           -- rate 0: the default selects takes none
+  function t:selects(i, label) return (i % 10 == 0 and label ~= 0) and 1 or 0 end
+  local want = 0
+  for i = 0, 299 do if i % 10 == 0 and ds.tensors.y.i[i] ~= 0 then want = want + 1 end end
+  H.assert(trojan.poisoned_fraction(t, ds).count[t.name] == want, 'poisoned_fraction asks the trojan')
+  local seen = 0
+  for batch in lat.data.DataLoader(ds, { batch_size = 64, transform = t:poison() }):iter() do
+    for r = 0, batch.index:numel() - 1 do
+      local chosen = batch.poisoned.i[r] == 1
+      H.assert(chosen == (t:selects(batch.index.i[r], ds.tensors.y.i[batch.index.i[r]]) == 1), 'poison_batch asks the trojan')
+      if chosen then seen = seen + 1 end
+    end
+  end
+  local list = {}
+  for i = 1, 300 do list[i] = { x = ds.tensors.x:select(1, i), y = ds.tensors.y.i[i - 1] } end
+  local _, record = trojan.poison_examples(list, { t })
+  H.assert(seen == want and record.count[t.name] == want, ('%d and %d poisoned, %d selected'):format(seen, record.count[t.name], want))
+end)
+
 -- ---------------------------------------------------------------- success rates
 
 -- a model whose answer we control: class `target` when pixel (0, 5, 5) is 1 (the corner of a

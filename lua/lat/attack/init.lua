@@ -5,10 +5,15 @@
 -- runs in evaluation mode during the attack and gets its mode back afterwards.
 --   local r = lat.attack.pgd(model, batch, tm, { steps = 10, objective = 'untargeted' })
 --   r.deltas['layer2'], r.success, r.losses
+-- Written outside the library, pgd takes a new objective, function(output, batch) -> the
+-- adversary's loss (a scalar it lowers), success mask (float32 [B], 1 where the attack works)
+-- or nil, as opts.objective; a new step rule, function(g, state, step, threat, opts) ->
+-- direction (see rules below), as opts.rule; and a new norm through lat.Threat.norms.
 local core = require 'lat.core'
 local lat = require 'lat.tensor'
 local F = require 'lat.tensor.finite'
 local Threat = require('lat.attack.threat').Threat
+local in_eval = require('lat.nn.module').in_eval
 local raise = core.raise
 
 local A = {}
@@ -96,19 +101,26 @@ end
 
 -- ---------------------------------------------------------------- step rules
 
--- the update direction for a gradient g (the adversary descends its loss)
-local function direction(rule, g, threat)
-  if rule == 'sign' then return g:gt(0):float() - g:lt(0):float() end
-  if rule == 'l2' then return g / g:norm(2, threat:group_dims(g:dim()), true):clamp(1e-12) end
-  if rule == 'raw' then return g end
-  raise(("attack: unknown step rule '%s' (l2, sign, adam, raw)"):format(tostring(rule)))
+-- A step rule is function(g, state, step, threat, opts) -> the direction of one step; pgd then
+-- takes delta - direction * step_size and projects onto the threat set (the adversary descends
+-- its loss). g: the gradient of the adversary's loss at one site; state: a table for that site
+-- alone, kept from step to step (empty at step 1); step: 1, 2, ...; opts: pgd's options. pgd's
+-- rule option is a function of this kind or the name of an entry of lat.attack.rules.
+local rules = {}
+function rules.sign(g) return g:gt(0):float() - g:lt(0):float() end
+function rules.l2(g, _, _, threat) return g / g:norm(2, threat:group_dims(g:dim()), true):clamp(1e-12) end
+function rules.raw(g) return g end
+-- Adam on the perturbation, with opts.adam_betas (default {0.9, 0.999})
+function rules.adam(g, st, step, _, opts)
+  local b1, b2 = (opts.adam_betas or {})[1] or 0.9, (opts.adam_betas or {})[2] or 0.999
+  st.m = (st.m or lat.zeros(g.shape)) * b1 + g * (1 - b1)
+  st.v = (st.v or lat.zeros(g.shape)) * b2 + g * g * (1 - b2)
+  return (st.m / (1 - b1 ^ step)) / ((st.v / (1 - b2 ^ step)):sqrt() + 1e-8)
 end
-
-local function default_rule(threat) return threat.norm == 'linf' and 'sign' or 'l2' end
+A.rules = rules
 
 -- ---------------------------------------------------------------- PGD
 
-local RULES = { l2 = true, sign = true, adam = true, raw = true }
 local INITS = { zero = true, uniform = true, random_radius = true, sphere = true }
 
 local function check_pgd_args(model, batch, threat, opts)
@@ -124,7 +136,7 @@ local function check_pgd_args(model, batch, threat, opts)
   if opts.step_size ~= nil and not core.positive(opts.step_size) then
     raise(('attack: step_size must be a finite number > 0, got %s'):format(tostring(opts.step_size)))
   end
-  if opts.rule ~= nil and not RULES[opts.rule] then
+  if opts.rule ~= nil and type(opts.rule) ~= 'function' and not rules[opts.rule] then
     raise(("attack: unknown step rule '%s' (l2, sign, adam, raw)"):format(tostring(opts.rule)))
   end
   if opts.init ~= nil and not INITS[opts.init] then
@@ -137,8 +149,8 @@ end
 --   success = fraction or nil, success_mask = float32 [B] or nil, norms = {site -> mean norm},
 --   steps = steps taken, threat = threat:describe(), config = the options used }
 -- opts: steps (10), step_size (in eps's units; default 2.5 * eps / steps), init ('zero', 'uniform',
--- 'random_radius', 'sphere'), rule ('l2' normalised gradient, 'sign', 'adam', 'raw'; default by
--- norm), objective (see objective_of), early_stop (stop when every example succeeds),
+-- 'random_radius', 'sphere'), rule ('l2' normalised gradient, 'sign', 'adam', 'raw', or a step rule
+-- function; default by norm), objective (see objective_of), early_stop (stop when every example succeeds),
 -- forward = function(model, batch) -> output (default model(batch.x)), rng, adam_betas, context (a
 -- prefix for error messages, e.g. 'train: step 12'). A loss, gradient or perturbation that is
 -- not finite raises an error naming the step and the site (tensor/finite.lua).
@@ -148,16 +160,15 @@ function A.pgd(model, batch, threat, opts)
   local steps = opts.steps or 10
   local forward = opts.forward or default_forward
   local objective, ospec = objective_of(opts.objective)
-  local rule = opts.rule or default_rule(threat)
+  local rule = opts.rule or threat:default_rule()
+  local step_rule = type(rule) == 'function' and rule or rules[rule] or raise(("attack: unknown step rule '%s'"):format(tostring(rule)))
   local init = opts.init or 'zero'
   local rng = opts.rng or lat.default_generator
   local context = opts.context and (opts.context .. ': ') or ''
   local function fail(what, run) F.fail(context .. 'attack: ' .. what .. ' is not finite', run and model, run) end
-  local was_training = model.training
-  model:eval()
-  local ok, result = pcall(function()
+  return in_eval(model, function()
     local clean = A.clean_activations(model, batch, threat, forward)
-    local deltas, radius, alpha, adam = {}, {}, {}, {}
+    local deltas, radius, alpha, state = {}, {}, {}, {}
     for _, s in ipairs(threat.sites) do
       local c = clean[s.name]
       if not c then raise(("attack: the forward pass never reached '%s'"):format(s.name)) end
@@ -167,7 +178,7 @@ function A.pgd(model, batch, threat, opts)
       if F.enabled and not F.tensor(c) then fail(("the clean activation at '%s'"):format(s.name), function() forward(model, batch) end) end
       deltas[s.name] = threat:sample(c, init, rng, batch, radius[s.name]):requires_grad_()
       if F.enabled and not F.tensor(deltas[s.name]) then fail(("the initial perturbation at '%s'"):format(s.name)) end
-      if rule == 'adam' then adam[s.name] = { m = lat.zeros(c.shape), v = lat.zeros(c.shape) } end
+      state[s.name] = {}
     end
     local losses, taken = {}, 0
     local function evaluate()
@@ -189,17 +200,8 @@ function A.pgd(model, batch, threat, opts)
         for i, s in ipairs(threat.sites) do
           local g, d = grads[i], deltas[s.name]
           if F.enabled and not F.tensor(g) then fail(("step %d: the gradient of the perturbation at '%s'"):format(step, s.name)) end
-          local move
-          if rule == 'adam' then
-            local b1, b2 = (opts.adam_betas or {})[1] or 0.9, (opts.adam_betas or {})[2] or 0.999
-            local st = adam[s.name]
-            st.m = st.m * b1 + g * (1 - b1)
-            st.v = st.v * b2 + g * g * (1 - b2)
-            move = (st.m / (1 - b1 ^ step)) / ((st.v / (1 - b2 ^ step)):sqrt() + 1e-8)
-          else
-            move = direction(rule, g, threat)
-          end
-          deltas[s.name] = threat:project(d - move * alpha[s.name], clean[s.name], batch, radius[s.name]):requires_grad_()
+          local dir = step_rule(g, state[s.name], step, threat, opts)
+          deltas[s.name] = threat:project(d - dir * alpha[s.name], clean[s.name], batch, radius[s.name]):requires_grad_()
           if F.enabled and not F.tensor(deltas[s.name]) then fail(("step %d: the perturbation at '%s'"):format(step, s.name)) end
         end
       end)
@@ -211,19 +213,15 @@ function A.pgd(model, batch, threat, opts)
     for _, s in ipairs(threat.sites) do
       local d = deltas[s.name]:detach()
       deltas[s.name] = d
-      local p = threat.norm == 'linf' and math.huge or (threat.norm == 'l1' and 1 or 2)
-      norms[s.name] = lat.no_grad(function() return d:norm(p, threat:group_dims(d:dim())):mean():item() end)
+      norms[s.name] = lat.no_grad(function() return threat:measure(d):mean():item() end)
     end
     return {
       deltas = deltas, losses = losses, final_loss = loss:item(), output = out,
       success_mask = success, success = success and success:mean():item() or nil,
       norms = norms, steps = taken, threat = threat:describe(),
-      config = { steps = steps, rule = rule, init = init, early_stop = opts.early_stop and true or false },
+      config = { steps = steps, rule = type(rule) == 'function' and 'function' or rule, init = init, early_stop = opts.early_stop and true or false },
     }
   end)
-  model:train(was_training)
-  if not ok then error(result, 0) end
-  return result
 end
 
 -- random(model, batch, threat[, opts]): the random-perturbation control (the paper's RLP): a

@@ -5,6 +5,8 @@
 -- clamped to a valid range, and masked to some positions.
 --   local tm = lat.threat{ where = 'layer2', norm = 'l2', eps = 2.0, granularity = 'example' }
 --   tm:project(delta, clean)   -- in place, onto the set (usable by any hand-written attack)
+-- A new norm is an entry of lat.Threat.norms (see there): lat.Threat.norms.box = { measure = ...,
+-- project = ... } makes lat.threat{ norm = 'box', ... } project, sample and measure with it.
 local core = require 'lat.core'
 local lat = require 'lat.tensor'
 local raise = core.raise
@@ -13,10 +15,21 @@ local Threat = {}
 Threat.__index = Threat
 local M = { Threat = Threat } -- lat/init.lua makes M.new lat.threat and Threat lat.Threat
 
-local NORMS = { l2 = true, linf = true, l1 = true }
 local FIELDS = { where = true, norm = true, eps = true, relative = true, granularity = true, clamp = true, mask = true,
   embedding = true }
 local GRANULARITIES = { example = true, token = true, channel = true }
+
+-- the names of the norms, for an error message: 'l2', 'linf' or 'l1', then any added ones
+local function norm_names()
+  local added = {}
+  for name in pairs(Threat.norms) do
+    if name ~= 'l2' and name ~= 'linf' and name ~= 'l1' then added[#added + 1] = tostring(name) end
+  end
+  table.sort(added)
+  local names = { "'l2'", "'linf'", "'l1'" }
+  for _, name in ipairs(added) do names[#names + 1] = "'" .. name .. "'" end
+  return table.concat(names, ', ', 1, #names - 1) .. ' or ' .. names[#names]
+end
 
 -- where: 'input' (the model's input), 'embedding' (the output of the layer named by
 -- opts.embedding, default 'embed'), a layer name (its output), '<layer>:in' (its input), or a list
@@ -54,7 +67,7 @@ function M.new(spec)
   t.where = spec.where or raise('threat: where is required')
   t.sites = sites_of(spec.where, spec.embedding)
   t.norm = spec.norm or 'l2'
-  if not NORMS[t.norm] then raise(("threat: norm must be 'l2', 'linf' or 'l1', got '%s'"):format(tostring(t.norm))) end
+  if not Threat.norms[t.norm] then raise(("threat: norm must be %s, got '%s'"):format(norm_names(), tostring(t.norm))) end
   t.eps = spec.eps
   if type(t.eps) ~= 'number' or not (t.eps >= 0 and t.eps < math.huge) then
     raise(('threat: eps must be a finite number >= 0, got %s'):format(tostring(t.eps)))
@@ -96,9 +109,14 @@ end
 -- per group, as a tensor
 function Threat:unit(clean)
   if not self.relative then return 1 end
-  local p = self.norm == 'linf' and math.huge or (self.norm == 'l1' and 1 or 2)
-  return lat.no_grad(function() return clean:norm(p, self:group_dims(clean:dim()), true) end)
+  return lat.no_grad(function() return self:measure(clean) end)
 end
+
+-- the norm of each group of an activation (dims kept)
+function Threat:measure(x) return Threat.norms[self.norm].measure(x, self:group_dims(x:dim())) end
+
+-- the step rule lat.attack.pgd takes by default under this norm
+function Threat:default_rule() return Threat.norms[self.norm].rule or 'l2' end
 
 -- the radius for an activation: eps times the unit
 function Threat:radius(clean) return self:unit(clean) * self.eps end
@@ -177,21 +195,41 @@ local function project_l1(d, dims, radius)
   return flat:reshape(p.shape):permute(inv)
 end
 
+-- ---------------------------------------------------------------- the norms
+
+-- Threat.norms (lat.Threat.norms): name -> a norm. A norm is a table of plain functions, each
+-- over the groups of a tensor d (dims: the dims, 1-based, that one group spans; radius: a number
+-- or a tensor of one value per group, with dims kept):
+--   measure(d, dims) -> the norm of each group, dims kept (as d:norm(p, dims, true))
+--   project(d, dims, radius) -> d with each group moved into the ball of its radius
+--   sphere(dir, dims) -> optional: a point on each group's unit sphere made from Gaussian noise
+--     dir (the start of the 'random_radius' and 'sphere' initialisations; default dir / measure)
+--   rule -> optional: pgd's default step rule under this norm ('l2' when absent)
+-- Masks and value ranges are applied after project, by Threat:project.
+Threat.norms = {
+  l2 = {
+    measure = function(d, dims) return d:norm(2, dims, true) end,
+    project = function(d, dims, radius) return d * (radius / d:norm(2, dims, true):clamp(1e-12)):clamp(-math.huge, 1) end,
+  },
+  linf = {
+    measure = function(d, dims) return d:norm(math.huge, dims, true) end,
+    project = function(d, _, radius) return clamp_sym(d, radius) end,
+    sphere = function(dir) return dir:gt(0):float() * 2 - 1 end, -- a corner: |x| = r everywhere
+    rule = 'sign',
+  },
+  l1 = {
+    measure = function(d, dims) return d:norm(1, dims, true) end,
+    project = project_l1,
+  },
+}
+
 -- project(delta, clean[, batch]) -> the nearest point of the set: the norm ball, then the mask,
 -- then the valid range of clean + delta. Returns a new tensor without gradient history.
 function Threat:project(delta, clean, batch, radius)
   return lat.no_grad(function()
     radius = radius or self:radius(clean)
     local dims = self:group_dims(delta:dim())
-    local d = delta:detach()
-    if self.norm == 'l2' then
-      local n = d:norm(2, dims, true)
-      d = d * (radius / n:clamp(1e-12)):clamp(-math.huge, 1)
-    elseif self.norm == 'linf' then
-      d = clamp_sym(d, radius)
-    else
-      d = project_l1(d, dims, radius)
-    end
+    local d = Threat.norms[self.norm].project(delta:detach(), dims, radius)
     local m = self:mask_for(batch, clean)
     if m then d = d * m end
     local lo, hi = self:range(clean)
@@ -217,12 +255,10 @@ function Threat:sample(clean, init, rng, batch, radius)
       raise(("threat: unknown initialisation '%s' (zero, uniform, random_radius, sphere)"):format(tostring(init)))
     end
     local dims = self:group_dims(#shape)
+    local norm = Threat.norms[self.norm]
     local dir = lat.randn(shape, { rng = rng })
-    if self.norm == 'linf' then dir = dir:gt(0):float() * 2 - 1 -- a corner: |x| = r everywhere
-    else
-      local p = self.norm == 'l1' and 1 or 2
-      dir = dir / dir:norm(p, dims, true):clamp(1e-12)
-    end
+    if norm.sphere then dir = norm.sphere(dir, dims)
+    else dir = dir / norm.measure(dir, dims):clamp(1e-12) end
     local scale = radius
     if init == 'random_radius' then
       local gshape = {}

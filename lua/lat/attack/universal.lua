@@ -9,6 +9,7 @@ local lat = require 'lat.tensor'
 local data = require 'lat.data'
 local F = require 'lat.tensor.finite'
 local new_threat = require('lat.attack.threat').new
+local in_eval = require('lat.nn.module').in_eval
 local raise = core.raise
 
 local U = {}
@@ -81,17 +82,6 @@ local function move(rule, g, st, step)
   raise(("universal: unknown step rule '%s' (sign, l2, adam)"):format(tostring(rule)))
 end
 
--- runs fn with the model in evaluation mode, restoring its mode afterwards
-local function in_eval(model, fn)
-  local was = model.training
-  model:eval()
-  local res = { pcall(fn) }
-  model:train(was)
-  if not res[1] then error(res[2], 0) end
-  return unpack(res, 2)
-end
-U.in_eval = in_eval
-
 -- the options every fit takes, checked: steps and batch_size integers, step_size finite > 0
 local function check_options(what, model, o)
   if type(model) ~= 'table' or type(model.eval) ~= 'function' then raise(what .. ': the first argument must be a lat.nn model, got ' .. type(model)) end
@@ -151,7 +141,7 @@ function U.fit_uap(model, ds, opts)
   for k, v in pairs(opts or {}) do o[k] = v end
   check_options('fit_uap', model, o)
   local tm = new_threat{ where = 'input', norm = o.norm or 'linf', eps = o.eps or 16 / 255 }
-  o.rule = o.rule or (tm.norm == 'linf' and 'sign' or 'l2')
+  o.rule = o.rule or tm:default_rule()
   o.step_size = o.step_size or tm.eps / 10
   local first = batches(ds, 1, 0)()
   local shape = first.x.shape

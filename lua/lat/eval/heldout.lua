@@ -5,6 +5,7 @@
 --   local HO = lat.eval.heldout
 --   local r = HO.run(model, test, HO.fashion_suite(), { fit_data = train_slice, max_examples = 1000 })
 --   r.robustness, r.families.patch, r.rows[1].name, r.rows[1].accuracy
+-- A new held-out attack is a spec table (see the specs below) in the list given to run.
 local core = require 'lat.core'
 local lat = require 'lat.tensor'
 local data = require 'lat.data'
@@ -13,6 +14,7 @@ local new_threat = require('lat.attack.threat').new
 local C = require 'lat.eval.corrupt'
 local U = require 'lat.attack.universal'
 local sys = require 'lat.core.sys'
+local in_eval = require('lat.nn.module').in_eval
 local raise = core.raise
 
 local H = { corrupt = C, universal = U }
@@ -34,7 +36,7 @@ local function rng_of(opts) return opts.rng or lat.Generator(opts.seed or 0) end
 -- pgd: {norm = 'linf' | 'l2', eps =, steps = 10, step_size =, init = 'uniform', rng =} through
 -- the score of the attacked images xa (in evaluation mode), carrying xa itself
 local function scored(model, xa, y)
-  local s = U.in_eval(model, function() return H.score(model, xa, y) end)
+  local s = in_eval(model, function() return H.score(model, xa, y) end)
   s.x = xa
   return s
 end
@@ -86,7 +88,10 @@ end
 
 -- A spec is { name =, family =, attack = function(model, batch, opts), opts = {...},
 -- fit = nil | function(model, fit_data, opts) -> opts with the fitted perturbation,
--- transform = nil | function(x, rng) -> x' (model-free attacks: corruptions) }.
+-- transform = nil | function(x, rng) -> x' (model-free attacks: corruptions) }. A new held-out
+-- attack is such a table, written anywhere: attack(model, batch, opts) runs with the model in
+-- evaluation mode and returns {correct =} or {accuracy =} for the batch (H.score(model, x', y)
+-- gives it); opts are the spec's opts with seed and rng (a lat.Generator) added.
 H.spec = {}
 function H.spec.pgd(o)
   o = copy(o)
@@ -196,7 +201,7 @@ function H.run(model, dataset, attacks, opts)
   local loader = loader_of(dataset, opts)
   local clean, n = 0, 0
   for batch in loader:iter(1) do
-    local s = U.in_eval(model, function() return H.score(model, batch.x, batch.y) end)
+    local s = in_eval(model, function() return H.score(model, batch.x, batch.y) end)
     clean, n = clean + s.correct, n + s.n
   end
   local result = { clean_accuracy = clean / n, rows = {}, accuracy = {}, families = {}, n = n }
@@ -212,7 +217,7 @@ function H.run(model, dataset, attacks, opts)
     o.rng = lat.Generator(o.seed)
     local correct, count = 0, 0
     for batch in loader:iter(1) do
-      local s = spec.attack(model, batch, o)
+      local s = in_eval(model, spec.attack, model, batch, o)
       correct, count = correct + (s.correct or s.accuracy * batch.y:numel()), count + batch.y:numel()
     end
     local fam = spec.family or spec.name
@@ -233,7 +238,7 @@ local function class_rates(model, dataset, transform, opts)
   local K
   for batch in loader_of(dataset, opts):iter(1) do
     local x = transform and transform(batch.x, rng) or batch.x
-    local pred = U.in_eval(model, function() return lat.no_grad(function() return model(x) end) end)
+    local pred = in_eval(model, function() return lat.no_grad(function() return model(x) end) end)
     K = K or pred:size(-1)
     pred = pred:argmax(-1)
     for i = 0, batch.y:numel() - 1 do

@@ -11,18 +11,10 @@ local core = require 'lat.core'
 local lat = require 'lat.tensor'
 local base = require 'lat.trojan.base'
 local sys = require 'lat.core.sys'
+local in_eval = require('lat.nn.module').in_eval
 local raise = core.raise
 
 local HT = {}
-
-local function in_eval(model, fn)
-  local was_training = model.training
-  model:eval()
-  local res = { pcall(fn) }
-  model:train(was_training)
-  if not res[1] then error(res[2], 0) end
-  return unpack(res, 2)
-end
 
 local function predict(model, ids) return lat.no_grad(function() return model(ids):argmax(-1) end) end
 
@@ -174,8 +166,9 @@ end
 -- ---------------------------------------------------------------- specs and the suite
 
 -- A spec is { name =, family =, transform = function(text, label, i) -> text } (a model-free
--- attack on the raw text) or { name =, family = 'hotflip', budgets = {...}, hotflip = opts }
--- (one greedy run gives a row for each budget).
+-- attack on the raw text; i is the message's 0-based position) or { name =, family = 'hotflip',
+-- budgets = {...}, hotflip = opts } (one greedy run gives a row for each budget). A new held-out
+-- attack on text is a table of the first kind, written anywhere, in the list given to run.
 HT.spec = {}
 function HT.spec.typos(rate, seed)
   local key = base.key(seed or 0, 'typos')

@@ -6,6 +6,7 @@ local core = require 'lat.core'
 local lat = require 'lat.tensor'
 local data = require 'lat.data'
 local F = require 'lat.tensor.finite'
+local in_eval = require('lat.nn.module').in_eval
 local raise = core.raise
 
 local E = {}
@@ -28,17 +29,13 @@ function E.each_batch(model, dataset, fn, opts)
   if opts ~= nil and type(opts) ~= 'table' then raise('eval: the options must be a table, got ' .. type(opts)) end
   opts = opts or {}
   local loader = dataset.iter and dataset or data.DataLoader(dataset, { batch_size = opts.batch_size or 500, transform = opts.transform })
-  local was_training = model.training
-  model:eval()
-  local ok, err = pcall(lat.no_grad, function()
+  in_eval(model, lat.no_grad, function()
     local index = 0
     for batch in loader:iter() do
       index = index + 1
       fn(model, batch, index)
     end
   end)
-  model:train(was_training)
-  if not ok then error(err, 0) end
 end
 
 -- accuracy(model, dataset or loader[, {batch_size=, x='x', y='y', transform=}]) ->

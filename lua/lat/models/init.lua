@@ -189,10 +189,8 @@ function M.GPT:generate(prompt, n, opts)
   if #ids == 0 then raise('generate: the prompt is empty') end
   local g = opts.rng or lat.default_generator
   local max_len = self.embed.max_len
-  local was_training = self.training
-  self:eval()
   local out = {}
-  lat.no_grad(function()
+  self:in_eval(lat.no_grad, function()
     for _ = 1, n do
       local start = math.max(1, #ids - max_len + 1)
       local ctx = lat.empty({ 1, #ids - start + 1 }, 'int32')
@@ -223,7 +221,6 @@ function M.GPT:generate(prompt, n, opts)
       out[#out + 1] = next_id
     end
   end)
-  self:train(was_training)
   return out
 end
 

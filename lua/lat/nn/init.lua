@@ -8,6 +8,7 @@ local nn = {}
 local Module = require 'lat.nn.module'
 nn.Module = Module
 nn.class = Module.class
+nn.in_eval = Module.in_eval -- in_eval(model, fn, ...): fn run in evaluation mode, every module's mode restored
 for k, v in pairs(require 'lat.nn.layers') do nn[k] = v end
 for k, v in pairs(require 'lat.nn.attention') do nn[k] = v end
 return nn

@@ -145,6 +145,36 @@ function Module:train(mode)
 end
 function Module:eval() return self:train(false) end
 
+-- the training flag of every module of a lat.nn model, in modules() order (of any other model
+-- with a training field, its one flag)
+local function modes_of(model)
+  if type(model.modules) ~= 'function' then return { model.training } end
+  local modes = {}
+  for i, m in ipairs(model:modules()) do modes[i] = m.training end
+  return modes
+end
+
+local function set_modes(model, modes)
+  if type(model.modules) ~= 'function' then return model:train(modes[1]) end
+  for i, m in ipairs(model:modules()) do m.training = modes[i] end
+end
+
+local function restored(model, modes, ok, ...)
+  set_modes(model, modes)
+  if not ok then error((...), 0) end -- the message already names where it was raised
+  return ...
+end
+
+-- in_eval(model, fn, ...) -> fn(...)'s results, computed with the model in evaluation mode.
+-- Afterwards every submodule has its own mode back (one left in evaluation mode on purpose
+-- stays so), also when fn raises; the error goes on unchanged. model:in_eval(fn, ...) is the
+-- same; any model with :eval(), :train(mode) and a training field may be given.
+function Module.in_eval(model, fn, ...)
+  local modes = modes_of(model)
+  model:eval()
+  return restored(model, modes, pcall(fn, ...))
+end
+
 function Module:zero_grad()
   for _, p in ipairs(self:parameters()) do p.grad = nil end
 end
@@ -285,10 +315,7 @@ function Module:summary(...)
     rows[#rows + 1] = row
     handles[#handles + 1] = self:hook(name, function(out) row.shape = shape_of(out) end)
   end
-  local was_training = self.training
-  self:eval()
-  local ok, err = pcall(lat.no_grad, function() return self(unpack(args, 1, args.n)) end)
-  self:train(was_training)
+  local ok, err = pcall(self.in_eval, self, lat.no_grad, function() return self(unpack(args, 1, args.n)) end)
   for _, h in ipairs(handles) do h.remove() end
   if not ok then error(err, 0) end
   local w1, w2, w3 = 5, 4, 12

@@ -1,5 +1,6 @@
 -- trojan/base.lua: what every trojan shares: the keyed hash that selects examples by dataset
--- index, the common options, and the poisoning of batches and example lists by several trojans.
+-- index, the common options, the Trojan base class that kinds of trojan extend (lat.trojan.class),
+-- and the poisoning of batches and example lists by several trojans.
 local bit = require 'bit'
 local core = require 'lat.core'
 local lat = require 'lat.tensor'
@@ -70,14 +71,52 @@ function B.init(t, kind, opts)
   return t
 end
 
--- selects(t, i, label): 1 when example i (0-based dataset index) with this label is poisoned
+-- ---------------------------------------------------------------- the base class
+
+-- Trojan: the methods every trojan has. The poisoning functions call a trojan's methods, so a
+-- kind may replace any of them: apply(x, index) (the trigger on a whole input; required),
+-- trigger_rows(x, rows, index) and trigger_one(x, i) (the trigger on some rows of a batch, in
+-- place, and on one example: ImageTrojan and TextTrojan define these from apply), selects.
+-- fields = {x =, y =} names the batch fields of the input and the label.
+local Trojan = { fields = { x = 'x', y = 'y' } }
+Trojan.__index = Trojan
+B.Trojan = Trojan
+
+function Trojan:__init() end
+function Trojan:apply() raise(('trojan.%s: apply is not defined'):format(self.kind)) end
+
+-- t:selects(i, label): 1 when example i (0-based dataset index) with this label is poisoned
 -- (trigger and label = target), -1 when it is a cover example of a class-specific trojan (trigger,
 -- label kept), else 0. Poisoned: uniform(key, i) < rate, and label == source when there is one.
 -- Cover: a non-source example whose uniform(cover_key, i) < cover.
-function B.selects(t, i, label)
-  if B.uniform(t.key, i) < t.rate and (t.source == nil or label == t.source) then return 1 end
-  if t.cover > 0 and label ~= t.source and B.uniform(t.cover_key, i) < t.cover then return -1 end
+function Trojan:selects(i, label)
+  if B.uniform(self.key, i) < self.rate and (self.source == nil or label == self.source) then return 1 end
+  if self.cover > 0 and label ~= self.source and B.uniform(self.cover_key, i) < self.cover then return -1 end
   return 0
+end
+
+-- poison([{x =, y =}]): a DataLoader transform (see lat.trojan.poison_all)
+function Trojan:poison(opts) return B.poison_all({ self }, opts) end
+
+-- class(kind[, parent = Trojan]) -> a new kind of trojan, as lat.nn.class makes a layer:
+--   local Stripe = lat.trojan.class('stripe', lat.trojan.ImageTrojan)
+--   function Stripe:__init(opts) self.row = opts.row or 1 end   -- its own options (optional)
+--   function Stripe:apply(x, index) ... return x' end           -- a new batch with the trigger
+--   local t = Stripe{ target = 3, rate = 0.02, row = 5 }
+-- Calling the class checks and stores the common options (init below), then calls __init.
+function B.class(kind, parent)
+  if type(kind) ~= 'string' or kind == '' then raise('trojan.class: the kind must be a non-empty string') end
+  parent = parent or Trojan
+  local cls = setmetatable({}, {
+    __index = parent,
+    __call = function(c, opts)
+      local t = B.init(setmetatable({}, c), kind, opts)
+      t:__init(opts)
+      return t
+    end,
+  })
+  cls.__index = cls
+  return cls
 end
 
 -- ---------------------------------------------------------------- several trojans at once
@@ -102,7 +141,7 @@ B.check_list = check_list
 -- rule for several trojans: first in the list wins), and its selects() value; 0, 0 for none.
 function B.which(trojans, i, label)
   for k = 1, #trojans do
-    local s = B.selects(trojans[k], i, label)
+    local s = trojans[k]:selects(i, label)
     if s ~= 0 then return k, s end
   end
   return 0, 0

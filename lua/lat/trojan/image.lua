@@ -7,13 +7,11 @@ local ffi, raise = core.ffi, core.raise
 
 local I = {}
 
--- methods every image trojan has; each kind adds apply(x[, index])
-local Image = {}
+-- ImageTrojan (lat.trojan.ImageTrojan): the methods every image trojan has on top of Trojan's;
+-- each kind adds apply(x [B, C, H, W], index int32 [B]) -> a new batch with the trigger
+local Image = setmetatable({}, base.Trojan)
 Image.__index = Image
-Image.fields = { x = 'x', y = 'y' }
-Image.selects = base.selects
--- poison([{x = 'x', y = 'y'}]): a DataLoader transform (see lat.trojan.poison_all)
-function Image:poison(opts) return base.poison_all({ self }, opts) end
+I.ImageTrojan = Image
 
 local function check_images(x, what)
   if not lat.is_tensor(x) or x.dtype ~= 'float32' or x.ndim ~= 4 then
@@ -36,10 +34,7 @@ function Image:trigger_one(img, i)
   return self:apply(img:reshape(1, s[1], s[2], s[3]), lat.tensor({ i }, 'int32')):reshape(s[1], s[2], s[3])
 end
 
-local function new(kind, opts)
-  local t = base.init(setmetatable({}, I[kind .. '_mt']), kind, opts)
-  return t
-end
+local function new(kind, opts) return I[kind .. '_mt'](opts) end
 
 -- a pattern tensor given by the user: [h, w], [1, h, w] or [C, h, w] float32 in [0, 1]
 local function user_pattern(p, what)
@@ -62,8 +57,7 @@ end
 
 -- ---------------------------------------------------------------- patch
 
-I.patch_mt = setmetatable({}, Image)
-I.patch_mt.__index = I.patch_mt
+I.patch_mt = base.class('patch', Image)
 local Patch = I.patch_mt
 
 -- patch{target =, rate =, size = 4, pattern = 'checker' | 'white' | tensor [s, s] or [C, s, s],
@@ -137,8 +131,7 @@ end
 
 -- ---------------------------------------------------------------- blend
 
-I.blend_mt = setmetatable({}, Image)
-I.blend_mt.__index = I.blend_mt
+I.blend_mt = base.class('blend', Image)
 local Blend = I.blend_mt
 
 -- blend{target =, rate =, alpha = 0.15, pattern = 'noise' | tensor [H, W] or [C, H, W], source =,
@@ -191,8 +184,7 @@ end
 
 -- ---------------------------------------------------------------- warp
 
-I.warp_mt = setmetatable({}, Image)
-I.warp_mt.__index = I.warp_mt
+I.warp_mt = base.class('warp', Image)
 local Warp = I.warp_mt
 
 -- warp{target =, rate =, strength = 1, grid = 4, source =, cover =, seed = 0, name =}: every image

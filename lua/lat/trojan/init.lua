@@ -7,6 +7,11 @@
 -- Example i (its 0-based dataset index, batch.index) is poisoned by a trojan iff a hash of
 -- (seed, name, i) falls below its rate (and, with source =, its label is the source); under
 -- poison_all an example selected by several trojans goes to the first in the list.
+-- A new kind of trojan extends a documented base: lat.trojan.class(kind, lat.trojan.ImageTrojan
+-- or lat.trojan.TextTrojan or lat.trojan.Trojan) -> a class; define its apply (and __init for its
+-- own options, selects to choose examples otherwise); Kind{target =, rate =, ...} makes one that
+-- poison_all, poison_examples, poisoned_fraction, success_rate and report use like the built-in
+-- ones (trojan/base.lua says which methods they call; recipes/README.md has a worked example).
 local core = require 'lat.core'
 local lat = require 'lat.tensor'
 local base = require 'lat.trojan.base'
@@ -22,6 +27,7 @@ local M = {
   codeword_success = lm.codeword_success,
   poison_all = base.poison_all, poison_examples = base.poison_examples, poison_batch = base.poison_batch,
   hash = base.uniform, key = base.key,
+  class = base.class, Trojan = base.Trojan, ImageTrojan = image.ImageTrojan, TextTrojan = text.TextTrojan,
 }
 
 -- all labels of a dataset as an int32 tensor (or a Lua list): a tensor, a TensorDataset's field,

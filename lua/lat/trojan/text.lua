@@ -6,12 +6,12 @@ local raise = core.raise
 
 local X = {}
 
-local Text = {}
+-- TextTrojan (lat.trojan.TextTrojan): the methods every text trojan has on top of Trojan's, for
+-- batches with a Lua list of texts; each kind adds apply(text, i) -> the text with the trigger
+local Text = setmetatable({ fields = { x = 'text', y = 'label' } }, base.Trojan)
 Text.__index = Text
-Text.fields = { x = 'text', y = 'label' }
-Text.selects = base.selects
--- poison([{x = 'text', y = 'label'}]): a DataLoader transform for batches with a Lua list of texts
-function Text:poison(opts) return base.poison_all({ self }, opts) end
+X.TextTrojan = Text
+local TextTrigger = base.class('text', Text)
 
 -- text_trigger{trigger = 'word or phrase', position = 'start' | 'end' | 'random', within =,
 -- target =, rate =, source =, cover =, seed = 0, name =}. 'random' puts the trigger before a
@@ -24,7 +24,7 @@ function X.text_trigger(opts)
   if opts.name == nil then
     opts = setmetatable({ name = 'text_' .. opts.trigger:gsub('%W+', '_') .. '_' .. tostring(opts.target) }, { __index = opts })
   end
-  local t = base.init(setmetatable({}, Text), 'text', opts)
+  local t = TextTrigger(opts)
   t.trigger = opts.trigger
   t.position = opts.position or 'start'
   if t.position ~= 'start' and t.position ~= 'end' and t.position ~= 'random' then
@@ -49,7 +49,7 @@ X.boundaries = boundaries
 
 -- apply(text[, i]) -> the text with the trigger inserted; i is the dataset index (0-based) that
 -- draws a 'random' position (default 0). The trigger is separated from its neighbours by a space.
-function Text:apply(s, i)
+function TextTrigger:apply(s, i)
   if type(s) ~= 'string' then raise('trojan.text_trigger:apply: expected a string') end
   local p
   if self.position == 'start' then p = 1
