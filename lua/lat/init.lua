@@ -57,6 +57,7 @@ lat.train.adversarial = require 'lat.defence'
 lat.plot = require 'lat.plot'
 
 lat.trojan = require 'lat.trojan'
+lat.experiment = require 'lat.experiment'
 
 -- lat.check_finite(false): training, attacks and evaluation stop raising at NaN or Inf (see finite.lua)
 lat.check_finite = require('lat.finite').set
