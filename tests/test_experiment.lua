@@ -117,6 +117,10 @@ H.test('key=value without dashes, --name value, booleans as true/false/True/Fals
   -- the first form keeps working: positional words kept, name=value for a known option
   local opt = lat.args({ epochs = 3, quick = false }, { 'epochs=5', 'extra', '--quick=yes' })
   H.assert(opt.epochs == 5 and opt[1] == 'extra' and opt.quick == true)
+  local script = H.write(dir('plain_args.lua'), "local opt = lat.args{ epochs = 3, out = 'runs/x' }; print('did work')")
+  local out = H.run(("'%s' -e '' '%s' --help"):format(LAT, script))
+  H.assert(out:find('--epochs=3', 1, true) and out:find('--out=runs/x', 1, true) and out:find('[exit 0]', 1, true)
+    and not out:find('did work', 1, true), out)
 end)
 
 H.test('--quick fills only the options the user did not give, and marks the run as a smoke test', function()
