@@ -107,18 +107,18 @@ local function mismatch(path, there, record)
 end
 
 -- open(path, record, how) -> folder. record is config.json's content (recipe, options, grid =
--- the keys, per_process = the options each process may set for itself, and the provenance); how = { resume =, force =,
--- joining = (a shard, which may find its siblings' folder), unique = (path is a default name:
+-- the keys, per_process = the options each process may set for itself, and the provenance);
+-- how = { resume =, force =, joining = (a shard, which may find its siblings' folder), unique = (path is a default name:
 -- take path, path-2, path-3, ... whichever is new) }. Refuses, before writing anything, a
 -- folder of another recipe, options or grid (--force overwrites the config for the last two), a
 -- non-empty folder that is no run folder (unless --force), and the same run again unless --resume,
--- --force or joining. Returns the folder, with .resumed when an existing config.json matched.
+-- --force or joining.
 function F.open(path, record, how)
   if how.resume and how.force then raise('--resume and --force contradict each other: choose one') end
   local text = encode(record) .. '\n'
-  local function finish(dir, resumed)
+  local function finish(dir)
     for _, sub in ipairs({ 'rows', 'shards' }) do fs.mkdir(dir .. '/' .. sub) end
-    return setmetatable({ dir = dir, record = record, resumed = resumed }, F)
+    return setmetatable({ dir = dir, record = record }, F)
   end
   if how.unique then
     local parent = path:match('^(.*)/[^/]*$')
@@ -130,7 +130,7 @@ function F.open(path, record, how)
       local dir = n == 1 and path or ('%s-%d'):format(path, n)
       if fs.mkdir(dir) then
         fs.write_atomic(dir .. '/config.json', text)
-        return finish(dir, false)
+        return finish(dir)
       end
     end
     raise(('run folder: %s and 999 numbered siblings exist already'):format(path))
@@ -146,7 +146,7 @@ function F.open(path, record, how)
         raise(('%s already holds this run: --resume to continue it, --force to compute it again, or another --out'):format(path))
       end
       if how.force then fs.write_atomic(path .. '/config.json', text) end
-      return finish(path, not how.force)
+      return finish(path)
     end
     if how.resume then raise(('nothing to resume in %s: it has no config.json'):format(path)) end
     local names = {}
@@ -156,7 +156,7 @@ function F.open(path, record, how)
     if #names > 0 and not how.force then
       raise(('%s is not empty and holds no config.json (no run folder of lat\'s): choose another --out, or --force'):format(path))
     end
-    if fs.create_exclusive(path .. '/config.json', text) then return finish(path, false) end
+    if fs.create_exclusive(path .. '/config.json', text) then return finish(path) end
   end
   raise(('%s: config.json keeps changing under this process'):format(path))
 end
@@ -215,9 +215,9 @@ function F:read_row(key)
 end
 
 -- the keys of the run's grid that have no row yet
-function F:missing(keys)
+function F:missing()
   local out = {}
-  for _, k in ipairs(keys or self.record.grid) do if not self:has_row(k) then out[#out + 1] = k end end
+  for _, k in ipairs(self.record.grid) do if not self:has_row(k) then out[#out + 1] = k end end
   return out
 end
 
