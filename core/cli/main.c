@@ -16,10 +16,13 @@
 
 static const char *usage =
     "usage: lat [options] [script.lua [--key=value ...]]\n"
+    "       lat merge RUN [RUN ...]\n"
+    "       lat sweep --slurm [--submit] [sweep options] RECIPE [recipe options]\n"
     "\n"
     "Runs a Lua script with the lat library loaded, or with no script an interactive REPL.\n"
     "The script sees its arguments in the global table `arg` (arg[0] is the script) and as\n"
-    "parsed options through lat.args().\n"
+    "parsed options through lat.args(). `lat merge` merges a sweep's rows into results.csv;\n"
+    "`lat sweep` writes a Slurm job array for a recipe's grid (lat sweep --help).\n"
     "\n"
     "options:\n"
     "  -e CODE      run CODE (after it, a script if one is given)\n"
@@ -244,6 +247,9 @@ static void set_arg(lua_State *L, char **argv, int argc, int script) {
   lua_setglobal(L, "arg");
 }
 
+/* the words that name a subcommand rather than a script */
+static int is_subcommand(const char *word) { return !strcmp(word, "merge") || !strcmp(word, "sweep"); }
+
 static int run_repl(lua_State *L) {
   lua_getglobal(L, "require");
   lua_pushliteral(L, "lat.tools.repl");
@@ -291,7 +297,17 @@ int main(int argc, char **argv) {
   set_arg(L, argv, argc, script ? script : argc);
   int rc = 0;
   if (code) rc = dostring(L, "lat = require 'lat'", "=(lat)") || dostring(L, code, "=(-e)");
-  if (!rc && script) {
+  if (!rc && script && is_subcommand(argv[script])) {
+    /* lat merge ... / lat sweep ...: the subcommand and its words go to the Lua side */
+    static const char run_subcommand[] = "return require('lat.experiment.command').main(...)";
+    rc = report(L, luaL_loadbuffer(L, run_subcommand, sizeof run_subcommand - 1, "=(lat)"));
+    if (!rc) {
+      int n = argc - script;
+      luaL_checkstack(L, n, "too many arguments");
+      for (int i = script; i < argc; i++) lua_pushstring(L, argv[i]);
+      rc = report(L, docall(L, n));
+    }
+  } else if (!rc && script) {
     rc = report(L, luaL_loadfile(L, argv[script]));
     if (!rc) {
       int n = argc - script - 1;

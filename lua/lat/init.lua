@@ -35,5 +35,6 @@ lat.eval = require 'lat.eval'
 lat.attack = require 'lat.attack'
 lat.plot = require 'lat.plot'
 lat.trojan = require 'lat.trojan'
+lat.experiment = require 'lat.experiment'
 
 return lat

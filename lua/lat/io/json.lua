@@ -1,7 +1,9 @@
 -- io/json.lua: JSON text with object keys in sorted order, so that the same values give the same
 -- bytes in every process (a Lua table's traversal order changes from run to run). Scalars are
 -- written by lua-cjson, as before; tables follow cjson's rules (an array when the keys are 1..n,
--- holes as null, an excessively sparse one and {} as an object).
+-- holes as null, an excessively sparse one and {} as an object). With { exact = true } numbers
+-- are written with the digits that read back the same double (cjson keeps 14) and NaN and the
+-- infinities as NaN, Infinity, -Infinity, which cjson and Python's json read back.
 --   require('lat.io.json').encode{ b = 1, a = { 1, 2 } }  -> {"a":[1,2],"b":1}
 local cjson = require('cjson').new()
 
@@ -19,9 +21,20 @@ local function array_length(t)
   return max
 end
 
-local function encode(v, out)
+-- number(v) -> the shortest of %.15g, %.16g, %.17g that reads back as v; NaN, Infinity, -Infinity
+function J.number(v)
+  if v ~= v then return 'NaN' end
+  if v == math.huge then return 'Infinity' elseif v == -math.huge then return '-Infinity' end
+  for prec = 15, 16 do
+    local s = ('%.' .. prec .. 'g'):format(v)
+    if tonumber(s) == v then return s end
+  end
+  return ('%.17g'):format(v)
+end
+
+local function encode(v, out, exact)
   if type(v) ~= 'table' then
-    out[#out + 1] = cjson.encode(v)
+    out[#out + 1] = (exact and type(v) == 'number') and J.number(v) or cjson.encode(v)
     return
   end
   local n = array_length(v)
@@ -29,7 +42,7 @@ local function encode(v, out)
     out[#out + 1] = '['
     for i = 1, n do
       if i > 1 then out[#out + 1] = ',' end
-      encode(v[i] == nil and cjson.null or v[i], out)
+      encode(v[i] == nil and cjson.null or v[i], out, exact)
     end
     out[#out + 1] = ']'
     return
@@ -45,15 +58,15 @@ local function encode(v, out)
     if i > 1 then out[#out + 1] = ',' end
     out[#out + 1] = cjson.encode(name)
     out[#out + 1] = ':'
-    encode(v[names[name]], out)
+    encode(v[names[name]], out, exact)
   end
   out[#out + 1] = '}'
 end
 
--- encode(v) -> one JSON text, without a newline; object keys sorted
-function J.encode(v)
+-- encode(v[, {exact = true}]) -> one JSON text, without a newline; object keys sorted
+function J.encode(v, opts)
   local out = {}
-  encode(v, out)
+  encode(v, out, opts and opts.exact)
   return table.concat(out)
 end
 

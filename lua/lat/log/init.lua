@@ -67,11 +67,7 @@ end
 local function csv_number(v)
   if v ~= v then return 'nan' end
   if v == math.huge then return 'inf' elseif v == -math.huge then return '-inf' end
-  for prec = 15, 16 do
-    local s = ('%.' .. prec .. 'g'):format(v)
-    if tonumber(s) == v then return s end
-  end
-  return ('%.17g'):format(v)
+  return json.number(v)
 end
 
 local function csv_field(v)
