@@ -25,8 +25,8 @@ end
 model:eval()
 lat.args.layers(model, 'layer', { opt.layer })
 local data = lat.data.fashion_mnist('test')
-local fit_set = data:subset(lat.arange(opt.fit, 'int32'))
-local test_set = data:subset(lat.arange(opt.fit, opt.fit + opt.test, 'int32'))
+local fit_set = data:subset(lat.arange(1, opt.fit + 1, 'int32'))
+local test_set = data:subset(lat.arange(opt.fit + 1, opt.fit + opt.test + 1, 'int32'))
 
 -- The radius: eps times the mean L2 norm of one example's clean activation at the layer, so
 -- that it means the same at any layer (printed, and recorded in the results).
