@@ -75,9 +75,9 @@ local function accuracy_with(perturb)
       if not d then return model(batch.x) end
       return lat.attack.with_perturbation(model, threat, { [opt.layer] = d }, function() return model(batch.x) end)
     end)
-    local pred = logits:argmax(-1)
-    for i = 0, batch.y:numel() - 1 do if pred.i[i] == batch.y.i[i] then correct = correct + 1 end end
-    n = n + batch.y:numel()
+    local pred, y = logits:argmax(-1):tolist(), batch.y:tolist()
+    for i = 1, #y do if pred[i] == y[i] then correct = correct + 1 end end
+    n = n + #y
   end
   return correct / n
 end
