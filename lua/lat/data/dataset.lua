@@ -2,7 +2,7 @@
 -- :len() and :get(i) (1-based) returning an example table; one that also has :batch(index)
 -- returns whole batches at once, index being the loader's int32 index tensor of 0-based rows
 -- (tensor datasets pass it to index_select along dimension 1, in C). Positions a user gives,
--- to get and to subset, are 1-based (the index-base rule: lua/lat/tensor.lua).
+-- to get and to subset, are 1-based (the index-base rule: lua/lat/tensor/init.lua).
 local core = require 'lat.core'
 local lat = require 'lat.tensor'
 local raise = core.raise
