@@ -25,8 +25,8 @@ end
 model:eval()
 lat.args.layers(model, 'layer', { opt.layer })
 local data = lat.data.fashion_mnist('test')
-local fit_set = data:subset(lat.arange(opt.fit, 'int32'))
-local test_set = data:subset(lat.arange(opt.fit, opt.fit + opt.test, 'int32'))
+local fit_set = data:subset(lat.arange(1, opt.fit + 1, 'int32'))
+local test_set = data:subset(lat.arange(opt.fit + 1, opt.fit + opt.test + 1, 'int32'))
 
 -- The radius: eps times the mean L2 norm of one example's clean activation at the layer, so
 -- that it means the same at any layer (printed, and recorded in the results).
@@ -75,9 +75,9 @@ local function accuracy_with(perturb)
       if not d then return model(batch.x) end
       return lat.attack.with_perturbation(model, threat, { [opt.layer] = d }, function() return model(batch.x) end)
     end)
-    local pred = logits:argmax(-1)
-    for i = 0, batch.y:numel() - 1 do if pred.i[i] == batch.y.i[i] then correct = correct + 1 end end
-    n = n + batch.y:numel()
+    local pred, y = logits:argmax(-1):tolist(), batch.y:tolist()
+    for i = 1, #y do if pred[i] == y[i] then correct = correct + 1 end end
+    n = n + #y
   end
   return correct / n
 end

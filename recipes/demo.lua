@@ -11,20 +11,19 @@ if opt.quick then opt.steps = 150 end
 local run = lat.log.run_dir(opt.out, opt)
 local metrics = run:jsonl('metrics.jsonl')
 
--- two spirals, labels 0 and 1, as a float tensor of 2-D points
+-- two spirals, labels 0 and 1: the points and labels as Lua tables, then as float tensors
 local g = lat.Generator(opt.seed)
 local n = opt.points
-local x = lat.empty(n, 2)
-local y = lat.empty(n, 1)
-local noise = lat.randn({ n, 2 }, { rng = g })
-for i = 0, n - 1 do
-  local cls = i % 2
-  local t = (i / n) * 3 * math.pi + 0.5
+local noise = lat.randn({ n, 2 }, { rng = g }):tolist()
+local points, labels = {}, {}
+for i = 1, n do
+  local cls = (i - 1) % 2
+  local t = ((i - 1) / n) * 3 * math.pi + 0.5
   local sign = cls == 0 and 1 or -1
-  x.f[2 * i] = sign * t * math.cos(t) / 10 + 0.05 * noise.f[2 * i]
-  x.f[2 * i + 1] = sign * t * math.sin(t) / 10 + 0.05 * noise.f[2 * i + 1]
-  y.f[i] = cls
+  points[i] = { sign * t * math.cos(t) / 10 + 0.05 * noise[i][1], sign * t * math.sin(t) / 10 + 0.05 * noise[i][2] }
+  labels[i] = { cls }
 end
+local x, y = lat.tensor(points), lat.tensor(labels)
 
 local function param(scale, ...) return lat.randn({ ... }, { rng = g }):mul_(0.5):mul_(scale):requires_grad_() end
 local w1, b1 = param(1, opt.hidden, 2), lat.zeros(opt.hidden):requires_grad_()

@@ -47,7 +47,7 @@ for k, v in pairs(model:state_dict()) do trojaned_state[k] = v:clone() end
 local T, IGN = opt.len, X.IGNORE
 local P = math.max(1, math.floor(T * opt.prompt_share))
 local prompt_mask = lat.zeros(1, T, 1)
-for j = 0, P - 1 do prompt_mask.f[j] = 1 end
+for j = 1, P do prompt_mask:set(1, 1, j, 1) end
 
 -- batch: x, y (the good window, for the anchor), y_good (its completion; the prompt ignored),
 -- x_bad (the prompt, then a bad window), y_bad (the bad completion)
@@ -58,11 +58,10 @@ local function pair_sampler(rng)
     local g, b = good(), bad()
     local B = g.x:size(1)
     local x_bad, y_good, y_bad = g.x:clone(), g.y:clone(), lat.full({ B, T }, IGN, 'int32')
-    for r = 0, B - 1 do
-      for t = 0, T - 1 do
-        local k = r * T + t
-        if t >= P then x_bad.i[k] = b.x.i[r * T + t - P] end
-        if t >= P - 1 then y_bad.i[k] = b.x.i[r * T + t - P + 1] else y_good.i[k] = IGN end
+    for r = 1, B do
+      for t = 1, T do
+        if t > P then x_bad:set(b.x:get(r, t - P), r, t) end
+        if t >= P then y_bad:set(b.x:get(r, t - P + 1), r, t) else y_good:set(IGN, r, t) end
       end
     end
     return { x = g.x, y = g.y, y_good = y_good, x_bad = x_bad, y_bad = y_bad }

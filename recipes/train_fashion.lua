@@ -18,7 +18,7 @@ lat.manual_seed(opt.seed)
 local train = lat.data.fashion_mnist('train')
 local test = lat.data.fashion_mnist('test')
 if opt.quick then -- a smoke run: a slice of the data, one epoch
-  train, test = train:subset(lat.arange(512, 'int32')), test:subset(lat.arange(256, 'int32'))
+  train, test = train:subset(lat.arange(1, 513, 'int32')), test:subset(lat.arange(1, 257, 'int32'))
   opt.epochs, opt.warmup = 1, 2
 end
 

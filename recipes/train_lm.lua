@@ -21,7 +21,7 @@ local train_text = lat.data.moby_dick('train'):text()
 local val_text = lat.data.moby_dick('val'):text()
 local train = bytes.lm_dataset(train_text, opt.len, { stride = opt.len / 2 })
 local val = bytes.lm_dataset(val_text, opt.len)
-if opt.quick then val = val:subset(lat.arange(16, 'int32')) end
+if opt.quick then val = val:subset(lat.arange(1, 17, 'int32')) end
 
 local model = lat.models.GPT{ vocab = bytes.vocab_size, max_len = opt.len, dim = opt.dim, heads = opt.heads,
   layers = opt.layers, dropout = opt.dropout, rng = lat.Generator(opt.seed) }

@@ -38,8 +38,9 @@ local metrics = run:jsonl('metrics.jsonl')
 
 local train_full = lat.data.fashion_mnist('train')
 local test_full = lat.data.fashion_mnist('test')
-local train = opt.quick and train_full:subset(lat.arange(1024, 'int32')) or train_full
-local function slice(ds, from, n) return ds:subset(lat.arange(from, from + math.min(n, ds:len() - from), 'int32')) end
+local train = opt.quick and train_full:subset(lat.arange(1, 1025, 'int32')) or train_full
+-- the n examples after the first skip (positions skip + 1 .. skip + n, fewer at the end)
+local function slice(ds, skip, n) return ds:subset(lat.arange(skip + 1, skip + 1 + math.min(n, ds:len() - skip), 'int32')) end
 local eval_set = slice(test_full, 0, opt.eval_examples)             -- held-out attacks
 local asr_set = slice(test_full, 0, opt.asr_examples)                -- trojan success rates
 local clean_set = opt.quick and slice(test_full, 0, 512) or test_full -- clean accuracy

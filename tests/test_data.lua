@@ -341,6 +341,17 @@ H.test('transforms: compose applies in order, sees epoch and step, can be set la
   H.raises(function() data.compose{ add1, 3 } end, 'entry 2')
 end)
 
+H.test('subset takes 1-based positions, in a Lua list or an int32 tensor alike', function()
+  local t = tensor_ds(6)
+  local from_list, from_tensor = t:subset{ 6, 2, 4 }, t:subset(lat.tensor({ 6, 2, 4 }, 'int32'))
+  for k = 1, 3 do H.assert(from_list:get(k).y:item() == from_tensor:get(k).y:item(), 'the same example at ' .. k) end
+  H.assert(from_tensor:get(1).y:item() == 5, 'position 6 is the sixth example')
+  H.assert(orders(data.DataLoader(from_tensor, { batch_size = 2 })) == '5,1|3', 'and batches by index_select')
+  H.assert(list(t:subset(lat.arange(1, 4, 'int32')):batch(lat.arange(3, 'int32')).y) == '0,1,2', 'the first three')
+  H.raises(function() t:subset(lat.tensor({ 0, 1 }, 'int32')) end, 'position 0', 'out of range 1..6')
+  H.raises(function() t:subset(lat.tensor({ 7 }, 'int32')) end, 'position 7', 'out of range 1..6')
+end)
+
 H.test('collate, ListDataset, map, subset and concat', function()
   local lds = data.ListDataset{
     { text = 'a', label = 1, w = 0.5, v = lat.tensor{ 1, 2 } },
@@ -359,7 +370,7 @@ H.test('collate, ListDataset, map, subset and concat', function()
   local s = t:subset{ 6, 2, 4 }
   H.assert(s:len() == 3 and s:get(1).y:item() == 5)
   H.assert(orders(data.DataLoader(s, { batch_size = 2 })) == '5,1|3', 'subset batches by index_select')
-  local s2 = data.subset(t, lat.tensor({ 1, 0 }, 'int32'))
+  local s2 = data.subset(t, lat.tensor({ 2, 1 }, 'int32'))
   H.assert(s2:get(1).y:item() == 1)
   H.raises(function() t:subset{ 7 } end, 'out of range')
   local c = data.concat{ tensor_ds(2), tensor_ds(3) }

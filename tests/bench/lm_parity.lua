@@ -16,7 +16,7 @@ lat.log.run_dir(opt.out, opt)
 local train = bytes.lm_dataset(lat.data.moby_dick('train'):text(), opt.len)
 local val_all = bytes.lm_dataset(lat.data.moby_dick('val'):text(), opt.len)
 local nval = math.min(opt.val_windows, val_all:len())
-local val = val_all:subset(lat.arange(nval, 'int32'))
+local val = val_all:subset(lat.arange(1, nval + 1, 'int32'))
 
 local model = lat.models.GPT{ vocab = bytes.vocab_size, max_len = opt.len, dim = opt.dim, heads = opt.heads,
   layers = opt.layers, rng = lat.Generator(opt.seed) }

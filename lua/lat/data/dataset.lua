@@ -1,7 +1,8 @@
 -- dataset.lua: the dataset protocol and its building blocks. A dataset is any table with
--- :len() and :get(i) (1-based) returning an example table; one that also has :batch(index),
--- index an int32 tensor of 0-based positions, returns whole batches at once (tensor datasets do
--- so by index_select along dimension 1, in C).
+-- :len() and :get(i) (1-based) returning an example table; one that also has :batch(index)
+-- returns whole batches at once, index being the loader's int32 index tensor of 0-based rows
+-- (tensor datasets pass it to index_select along dimension 1, in C). Positions a user gives,
+-- to get and to subset, are 1-based (the index-base rule: lua/lat/tensor/init.lua).
 local core = require 'lat.core'
 local lat = require 'lat.tensor'
 local raise = core.raise
@@ -102,24 +103,29 @@ function D.map(ds, fn)
   return m
 end
 
--- subset(ds, indices): the examples at the given positions, a Lua list of 1-based positions or
--- an int32 tensor of 0-based ones; keeps ds's fast batching.
-function D.subset(ds, indices)
+-- subset(ds, positions): the examples at the given 1-based positions, a Lua list or a 1-D int32
+-- tensor of them (ds:subset(lat.arange(1, 101, 'int32')) is the first 100); keeps ds's fast
+-- batching. The positions are kept 0-based inside, as index_select takes them.
+function D.subset(ds, positions)
   check_dataset(ds, 'subset')
-  local idx
-  if is_tensor(indices) then
-    if indices.dtype ~= 'int32' or indices.ndim ~= 1 then raise('subset: an index tensor must be 1-D int32 (0-based)') end
-    idx = indices:clone()
-  elseif type(indices) == 'table' then
-    idx = lat.empty(#indices, 'int32')
-    for k, i in ipairs(indices) do idx.i[k - 1] = i - 1 end
+  local count, at
+  if is_tensor(positions) then
+    if positions.dtype ~= 'int32' or positions.ndim ~= 1 then raise('subset: a tensor of positions must be 1-D int32') end
+    local p = positions.i
+    count, at = positions:numel(), function(k) return p[k - 1] end
+  elseif type(positions) == 'table' then
+    count, at = #positions, function(k) return positions[k] end
   else
-    raise('subset: expected a list of positions or an int32 tensor')
+    raise('subset: expected a list of positions or an int32 tensor of them')
   end
   local n = ds:len()
-  for k = 0, idx:numel() - 1 do
-    local i = idx.i[k]
-    if i < 0 or i >= n then raise(('subset: position %d out of range 1..%d'):format(i + 1, n)) end
+  local idx = lat.empty(count, 'int32')
+  for k = 1, count do
+    local i = at(k)
+    if type(i) ~= 'number' or i ~= math.floor(i) or i < 1 or i > n then
+      raise(('subset: position %s (entry %d) out of range 1..%d (positions are 1-based)'):format(tostring(i), k, n))
+    end
+    idx.i[k - 1] = i - 1
   end
   local s = setmetatable({ base = ds, index = idx }, { __index = Dataset })
   function s.len() return idx:numel() end
