@@ -47,6 +47,7 @@ lat.models = require 'lat.models'
 lat.optim = require 'lat.optim'
 lat.log = require 'lat.log'
 lat.train = require 'lat.train'
+lat.dist = require 'lat.dist'
 
 lat.data = require 'lat.data'
 lat.eval = require 'lat.eval'
