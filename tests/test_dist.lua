@@ -31,7 +31,7 @@ H.test('one process: size 1, rank 0, the main one; the collective calls change n
   local s = dist.sum({ 1.5, -2 })
   H.assert(s[1] == 1.5 and s[2] == -2, 'sum')
   dist.barrier()
-  H.raises(function() dist.allreduce_grads({ p, 'w' }) end, 'params[2] is a string, not a tensor')
+  H.raises(function() dist.allreduce_grads({ p, 'w' }) end, '[2] is a string, not a tensor')
 end)
 
 H.test('Part: rank r of N gets rows [floor(r*B/N), floor((r+1)*B/N)) of each field of B rows', function()
@@ -158,7 +158,7 @@ H.test('ranks whose loaders disagree are an error naming the cause', function()
   H.assert(out:find('the ranks hold different global batches', 1, true) and not out:find('[exit 0]', 1, true), out)
 end)
 
-H.test('allreduce_grads, broadcast, sum and a size mismatch across 2 ranks', function()
+H.test('allreduce_grads, broadcast, sum, a size mismatch; batch-norm buffers stay alike across 2 ranks', function()
   local path = (os.getenv('LAT_TEST_TMP') or '/tmp') .. '/dist_calls.lua'
   H.write(path, [[
 local lat = require 'lat'
@@ -178,10 +178,24 @@ if r == 1 then list[2] = lat.zeros(1):requires_grad_(); (list[2] * 1):sum():back
 local ok, err = pcall(d.allreduce_grads, list)
 assert(not ok and err:find('the ranks pass different numbers of elements %(from 4 to 5%)'), tostring(err))
 d.barrier()
+-- training with batch norm: the ranks keep the same parameters and running statistics
+local nn = lat.nn
+local g = lat.Generator(3 + r) -- built differently on each rank: the first step shares rank 0's
+local model = nn.Sequential{ { 'fc', nn.Linear(6, 8, { rng = g }) }, { 'bn', nn.BatchNorm1d(8) }, { 'out', nn.Linear(8, 3, { rng = g }) } }
+local cfg = { model = model, optimizer = lat.optim.SGD(model:named_parameters(), { lr = 0.1 }),
+  loss = function(m, b) return lat.cross_entropy(m(b.x), b.y) end }
+local data = lat.Generator(9)
+for _ = 1, 3 do lat.train.step(cfg, { x = lat.randn({ 10, 6 }, { rng = data }), y = lat.randint(0, 3, { 10 }, { rng = data }) }) end
+local state = {}
+for _, e in ipairs(model:named_parameters()) do state[#state + 1] = ('%a'):format(e[2]:sum():item()) end
+for _, e in ipairs(model:named_buffers()) do state[#state + 1] = ('%a'):format(e[2]:sum():item()) end
+print('rank ' .. r .. ' state ' .. table.concat(state, ' '))
 print('rank ' .. r .. ' ok')
 ]])
   local out = H.run(('LAT_NUM_THREADS=1 timeout 120 %s -np 2 \'%s\' %s'):format(MPIRUN, LAT, path))
   H.assert(out:find('rank 0 ok', 1, true) and out:find('rank 1 ok', 1, true) and out:find('[exit 0]', 1, true), out)
+  local s0, s1 = out:match('rank 0 state ([^\n]+)'), out:match('rank 1 state ([^\n]+)')
+  H.assert(s0 and s0 == s1, 'the ranks\' parameters or buffers differ:\n' .. out)
 end)
 
 H.finish()

@@ -31,7 +31,8 @@ end
 -- metrics (or nil) and the gradient norm before clipping (when clipping). A loss or a gradient
 -- that is not finite raises an error naming the step, and the layer or the parameter (finite.lua).
 -- With several ranks, the loss function sees this rank's rows only (lat.dist.Part), and the loss,
--- metrics and gradients are the global batch's; a fresh optimizer first takes rank 0's parameters.
+-- metrics, gradients and model buffers are averaged over the ranks; a fresh optimizer first takes
+-- rank 0's parameters and buffers.
 function M.step(cfg, batch)
   if type(cfg) ~= 'table' then raise('train.step: expected a configuration table, got ' .. type(cfg)) end
   if type(cfg.loss) ~= 'function' then raise('train: loss must be a function(model, batch) -> loss, got ' .. type(cfg.loss)) end
@@ -42,7 +43,7 @@ function M.step(cfg, batch)
   local step = opt.steps + 1
   local part = dist.size() > 1 and dist.Part(batch)
   if part then
-    if opt.steps == 0 then dist.broadcast(opt.params) end
+    if opt.steps == 0 then part:share(opt.params, cfg.model) end
     batch = part.batch
   end
   if cfg.schedule then opt:set_lr(cfg.schedule(step)) end
@@ -59,7 +60,7 @@ function M.step(cfg, batch)
       function() cfg.loss(cfg.model, batch, info) end)
   end
   loss:backward()
-  if part then value, extra = part:reduce(opt.params, value, extra) end
+  if part then value, extra = part:reduce(opt.params, value, extra, cfg.model) end
   if F.enabled then
     for i, p in ipairs(opt.params) do
       local g = p.ptr.grad_

@@ -6,7 +6,7 @@
 --   lat.dist.size(), lat.dist.rank(), lat.dist.is_main()   -- 1, 0, true in a single process
 --   local part = lat.dist.Part(batch)                      -- part.batch: this rank's rows
 --   ... loss(part.batch):backward() ...
---   loss, extra = part:reduce(params, loss, extra)         -- gradients and numbers averaged
+--   loss, extra = part:reduce(params, loss, extra, model)  -- gradients and numbers averaged
 -- A process that no MPI launcher started stays single and never loads MPI. A launch of several
 -- ranks with a lat built without MPI is an error, rather than N processes each training alone.
 -- MPI ends with the Lua state: MPI_Finalize after a normal end, MPI_Abort after an error (so
@@ -112,40 +112,51 @@ function M.size() decide(); return state.mode == 'mpi' and state.size or 1 end
 function M.rank() decide(); return state.mode == 'mpi' and state.rank or 0 end
 function M.is_main() return M.rank() == 0 end
 
-local function grads_of(params, what)
-  if type(params) ~= 'table' then raise(('%s: expected a list of parameter tensors, got %s'):format(what, type(params))) end
-  local list, n = ffi.new('lat_tensor *[?]', #params + 1), 0
-  for i, p in ipairs(params) do
-    if not lat.is_tensor(p) then raise(('%s: params[%d] is a %s, not a tensor'):format(what, i, type(p))) end
-    local g = p.ptr.grad_
-    if g ~= nil then
-      list[n] = g
-      n = n + 1
-    end
+local function tensor_list(tensors, what)
+  if type(tensors) ~= 'table' then raise(('%s: expected a list of tensors, got %s'):format(what, type(tensors))) end
+  for i, t in ipairs(tensors) do
+    if not lat.is_tensor(t) then raise(('%s: [%d] is a %s, not a tensor'):format(what, i, type(t))) end
   end
-  return list, n
+  return tensors
+end
+
+local function pointers(list)
+  local ptrs = ffi.new('lat_tensor *[?]', #list + 1)
+  for i, t in ipairs(list) do ptrs[i - 1] = t.ptr end
+  return ptrs, #list
+end
+
+-- the gradients that params have (those without one are left out)
+local function grads_of(params, what)
+  local grads = {}
+  for _, p in ipairs(tensor_list(params, what)) do
+    if p.ptr.grad_ ~= nil then grads[#grads + 1] = p.grad end
+  end
+  return grads
+end
+
+-- allreduce_mean(tensors[, weight = 1]): each float32 tensor becomes the weighted mean over the
+-- ranks, sum_r weight_r * t_r / sum_r weight_r, in place
+function M.allreduce_mean(tensors, weight)
+  tensor_list(tensors, 'lat.dist.allreduce_mean')
+  if M.size() == 1 then return end
+  local ptrs, n = pointers(tensors)
+  check(lib.lat_dist_allreduce_mean(ptrs, n, weight or 1))
 end
 
 -- allreduce_grads(params[, weight = 1]): every parameter's gradient becomes the weighted mean
--- over the ranks, sum_r weight_r * grad_r / sum_r weight_r (weight: the rank's rows, for the
--- gradient of the mean loss over the global batch). Parameters without a gradient are left out,
--- and must be the same on every rank.
+-- over the ranks (weight: the rank's rows, for the gradient of the mean loss over the global
+-- batch). Parameters without a gradient are left out, and must be the same on every rank.
 function M.allreduce_grads(params, weight)
-  local list, n = grads_of(params, 'lat.dist.allreduce_grads')
-  if M.size() == 1 then return end
-  check(lib.lat_dist_allreduce_mean(list, n, weight or 1))
+  M.allreduce_mean(grads_of(params, 'lat.dist.allreduce_grads'), weight)
 end
 
 -- broadcast(tensors[, root = 0]): every rank's tensors (parameters, say) get root's values
 function M.broadcast(tensors, root)
-  if type(tensors) ~= 'table' then raise('lat.dist.broadcast: expected a list of tensors, got ' .. type(tensors)) end
-  local list = ffi.new('lat_tensor *[?]', #tensors + 1)
-  for i, t in ipairs(tensors) do
-    if not lat.is_tensor(t) then raise(('lat.dist.broadcast: tensors[%d] is a %s, not a tensor'):format(i, type(t))) end
-    list[i - 1] = t.ptr
-  end
+  tensor_list(tensors, 'lat.dist.broadcast')
   if M.size() == 1 then return end
-  check(lib.lat_dist_broadcast(list, #tensors, root or 0))
+  local ptrs, n = pointers(tensors)
+  check(lib.lat_dist_broadcast(ptrs, n, root or 0))
 end
 
 -- sum(numbers) -> their sums over the ranks (a new list)
@@ -220,11 +231,33 @@ function M.Part(batch, rank, size)
     fingerprint = fingerprint(batch, B) }, Part)
 end
 
--- part:reduce(params, loss, extra) -> loss, extra: after backward on this rank's rows, averages
--- the gradients (allreduce_grads weighted by rows) and the loss and the extra numbers (weighted
--- alike, so they are the global batch's means); raises if the ranks held different batches
-function Part:reduce(params, loss, extra)
-  M.allreduce_grads(params, self.rows)
+-- the float32 buffers of a lat.nn model (batch-norm running statistics), or none
+local function buffers_of(model)
+  local list = {}
+  if type(model) == 'table' and type(model.named_buffers) == 'function' then
+    for _, e in ipairs(model:named_buffers()) do
+      if lat.is_tensor(e[2]) and e[2].dtype == 'float32' then list[#list + 1] = e[2] end
+    end
+  end
+  return list
+end
+
+-- part:share(params[, model]): every rank takes rank 0's parameters and model buffers (before
+-- the first step, so that the ranks start alike even if they were built differently)
+function Part:share(params, model)
+  local list = buffers_of(model)
+  for _, p in ipairs(tensor_list(params, 'lat.dist.Part:share')) do list[#list + 1] = p end
+  M.broadcast(list)
+end
+
+-- part:reduce(params, loss, extra[, model]) -> loss, extra: after backward on this rank's rows,
+-- averages over the ranks, weighted by rows: the gradients, the model's buffers (so that every
+-- rank keeps the same running statistics), the loss and the extra numbers (so they are the
+-- global batch's means). Raises if the ranks held different global batches.
+function Part:reduce(params, loss, extra, model)
+  local list = grads_of(params, 'lat.dist.Part:reduce')
+  for _, b in ipairs(buffers_of(model)) do list[#list + 1] = b end
+  M.allreduce_mean(list, self.rows)
   local keys = {}
   for k, v in pairs(extra or {}) do
     if number_of(v) then keys[#keys + 1] = k end
