@@ -83,6 +83,26 @@ static int reserve_block(int64_t n) {
   return 0;
 }
 
+/* the tensors' values times scale into the block, one after another */
+static void pack(lat_tensor *const *tensors, int n, float scale) {
+  int64_t at = 0;
+  for (int k = 0; k < n; k++) {
+    const float *src = tensors[k]->f;
+    for (int64_t i = 0; i < tensors[k]->numel_; i++) block[at + i] = src[i] * scale;
+    at += tensors[k]->numel_;
+  }
+}
+
+/* the block divided by divisor back into the tensors */
+static void unpack(lat_tensor *const *tensors, int n, float divisor) {
+  int64_t at = 0;
+  for (int k = 0; k < n; k++) {
+    float *dst = tensors[k]->f;
+    for (int64_t i = 0; i < tensors[k]->numel_; i++) dst[i] = block[at + i] / divisor;
+    at += tensors[k]->numel_;
+  }
+}
+
 int lat_dist_allreduce_mean(lat_tensor *const *tensors, int n, double weight) {
   const char *op = "allreduce_mean";
   if (need_ready(op)) return -1;
@@ -92,26 +112,15 @@ int lat_dist_allreduce_mean(lat_tensor *const *tensors, int n, double weight) {
     return lat__failc("dist: %s: the weight must be a finite number >= 0, got %g", op, weight);
   if (same_count_everywhere(total, op, "elements")) return -1;
   if (reserve_block(total + 1)) return -1;
-  float w = (float)weight;
-  int64_t at = 0;
-  for (int k = 0; k < n; k++) {
-    const float *src = tensors[k]->f;
-    for (int64_t i = 0; i < tensors[k]->numel_; i++) block[at + i] = src[i] * w;
-    at += tensors[k]->numel_;
-  }
-  block[total] = w;
+  pack(tensors, n, (float)weight);
+  block[total] = (float)weight;
   for (int64_t start = 0; start <= total; start += CHUNK) {
     int count = (int)(total + 1 - start < CHUNK ? total + 1 - start : CHUNK);
     MPI_CHECK(MPI_Allreduce, MPI_IN_PLACE, block + start, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
   }
   float sum = block[total];
   if (!(sum > 0)) return lat__failc("dist: %s: the weights of all ranks add up to %g; some rank must have rows", op, sum);
-  at = 0;
-  for (int k = 0; k < n; k++) {
-    float *dst = tensors[k]->f;
-    for (int64_t i = 0; i < tensors[k]->numel_; i++) dst[i] = block[at + i] / sum;
-    at += tensors[k]->numel_;
-  }
+  unpack(tensors, n, sum);
   return 0;
 }
 
@@ -133,22 +142,12 @@ int lat_dist_broadcast(lat_tensor *const *tensors, int n, int root) {
   if (same_count_everywhere(total, op, "elements")) return -1;
   if (total == 0) return 0;
   if (reserve_block(total)) return -1;
-  int64_t at = 0;
-  for (int k = 0; k < n && rank == root; k++) {
-    const float *src = tensors[k]->f;
-    for (int64_t i = 0; i < tensors[k]->numel_; i++) block[at + i] = src[i];
-    at += tensors[k]->numel_;
-  }
+  if (rank == root) pack(tensors, n, 1);
   for (int64_t start = 0; start < total; start += CHUNK) {
     int count = (int)(total - start < CHUNK ? total - start : CHUNK);
     MPI_CHECK(MPI_Bcast, block + start, count, MPI_FLOAT, root, MPI_COMM_WORLD);
   }
-  at = 0;
-  for (int k = 0; k < n && rank != root; k++) {
-    float *dst = tensors[k]->f;
-    for (int64_t i = 0; i < tensors[k]->numel_; i++) dst[i] = block[at + i];
-    at += tensors[k]->numel_;
-  }
+  if (rank != root) unpack(tensors, n, 1);
   return 0;
 }
 

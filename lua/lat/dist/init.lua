@@ -120,10 +120,14 @@ local function tensor_list(tensors, what)
   return tensors
 end
 
-local function pointers(list)
-  local ptrs = ffi.new('lat_tensor *[?]', #list + 1)
-  for i, t in ipairs(list) do ptrs[i - 1] = t.ptr end
-  return ptrs, #list
+-- calls liblat_mpi's fn(tensor pointers, count, ...) on a list of tensors; one process has
+-- nothing to do
+local function on_tensors(fn, what, tensors, ...)
+  tensor_list(tensors, what)
+  if M.size() == 1 then return end
+  local ptrs = ffi.new('lat_tensor *[?]', #tensors + 1)
+  for i, t in ipairs(tensors) do ptrs[i - 1] = t.ptr end
+  check(lib[fn](ptrs, #tensors, ...))
 end
 
 -- the gradients that params have (those without one are left out)
@@ -138,10 +142,7 @@ end
 -- allreduce_mean(tensors[, weight = 1]): each float32 tensor becomes the weighted mean over the
 -- ranks, sum_r weight_r * t_r / sum_r weight_r, in place
 function M.allreduce_mean(tensors, weight)
-  tensor_list(tensors, 'lat.dist.allreduce_mean')
-  if M.size() == 1 then return end
-  local ptrs, n = pointers(tensors)
-  check(lib.lat_dist_allreduce_mean(ptrs, n, weight or 1))
+  on_tensors('lat_dist_allreduce_mean', 'lat.dist.allreduce_mean', tensors, weight or 1)
 end
 
 -- allreduce_grads(params[, weight = 1]): every parameter's gradient becomes the weighted mean
@@ -153,10 +154,7 @@ end
 
 -- broadcast(tensors[, root = 0]): every rank's tensors (parameters, say) get root's values
 function M.broadcast(tensors, root)
-  tensor_list(tensors, 'lat.dist.broadcast')
-  if M.size() == 1 then return end
-  local ptrs, n = pointers(tensors)
-  check(lib.lat_dist_broadcast(ptrs, n, root or 0))
+  on_tensors('lat_dist_broadcast', 'lat.dist.broadcast', tensors, root or 0)
 end
 
 -- sum(numbers) -> their sums over the ranks (a new list)
