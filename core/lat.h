@@ -29,7 +29,7 @@
  *   Lua table there, t.dtype a string, t.requires_grad a boolean).
  *
  * The block between LAT_FFI_BEGIN and LAT_FFI_END is read verbatim by LuaJIT's ffi.cdef (see
- * lua/lat/cdef.lua and the test that keeps the two equal): no preprocessor lines inside it.
+ * lua/lat/core/cdef.lua and the test that keeps the two equal): no preprocessor lines inside it.
  */
 #ifndef LAT_H
 #define LAT_H

@@ -11,10 +11,10 @@
 -- 4. Write the run folder: config.json, metrics.jsonl, results.csv, summary.csv (the headline
 --    comparison over --seeds fine-tuning seeds), generations.txt, pareto_forgetting.png,
 --    pareto_trojans.png, pareto_robustness.png, trojaned.safetensors; print a table with the
---    paper's two cautions as flags (lat.lm_experiment.flags says how they are read here).
+--    paper's two cautions as flags (flags in lat.experiment.lm says how they are read here).
 --   build/lat recipes/lm_trojans.lua [--quick] [--threads=1] [--seeds=3] [--model=trojaned.safetensors]
 local lat = require 'lat'
-local X = require 'lat.lm_experiment'
+local X = require 'lat.experiment.lm'
 
 local defaults = {
   at_eps = '0.005,0.02', lat = 'blocks.1:0.01,blocks.1:0.03,blocks.2:0.03,blocks.2:0.1', rlp_layer = 'blocks.1', rlp_eps = 0.1,
@@ -76,7 +76,7 @@ if opt.model == '' then check_layers(X.model(opt)) end
 
 if opt.threads > 0 then lat.set_num_threads(opt.threads) end
 lat.manual_seed(opt.seed)
-local now = require('lat.sys').now
+local now = require('lat.core.sys').now
 local t_start = now()
 local run = lat.log.run_dir(opt.out, opt)
 local metrics = run:jsonl('metrics.jsonl')

@@ -11,7 +11,7 @@
 -- a trojan trigger or continuation. Evaluation, flags and outputs as in lm_trojans.lua.
 --   build/lat recipes/targeted_lat.lua [--quick] [--threads=1] [--model=runs/lm_trojans/trojaned.safetensors]
 local lat = require 'lat'
-local X = require 'lat.lm_experiment'
+local X = require 'lat.experiment.lm'
 local A = lat.attack
 
 local defaults = {
@@ -30,7 +30,7 @@ end
 if opt.model == '' then lat.args.layers(X.model(opt), 'lat_layer', { opt.lat_layer }) end
 if opt.threads > 0 then lat.set_num_threads(opt.threads) end
 lat.manual_seed(opt.seed)
-local now = require('lat.sys').now
+local now = require('lat.core.sys').now
 local t_start = now()
 local run = lat.log.run_dir(opt.out, opt)
 local metrics = run:jsonl('metrics.jsonl')

@@ -43,7 +43,7 @@ end
 if opt.quick and opt.threads == 0 then opt.threads = 1 end
 if opt.threads > 0 then lat.set_num_threads(opt.threads) end
 lat.manual_seed(opt.seed)
-local now = require('lat.sys').now
+local now = require('lat.core.sys').now
 local t_start = now()
 local run = lat.log.run_dir(opt.out, opt)
 local metrics = run:jsonl('metrics.jsonl')

@@ -36,7 +36,7 @@ local run = lat.log.run_dir(opt.out, opt)
 print(('train_fashion: ResNet %s x %s (%d parameters), %d training images, %d epochs, %d threads'):format(
   opt.widths, opt.blocks, model:num_parameters(), train:len(), opt.epochs, lat.get_num_threads()))
 
-local now = require('lat.sys').now
+local now = require('lat.core.sys').now
 local t0 = now()
 local history = {}
 lat.train.fit{

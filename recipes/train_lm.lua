@@ -36,7 +36,7 @@ print(('train_lm: GPT %d x %d, %d heads, context %d bytes (%d parameters); %d tr
 -- the loop taken apart: a fixed number of steps across epochs, evaluation every eval_every
 local cfg = { model = model, optimizer = optimizer, schedule = schedule, clip = 1.0,
   loss = function(m, batch) return lat.cross_entropy(m(batch.x), batch.y) end }
-local now = require('lat.sys').now
+local now = require('lat.core.sys').now
 local t0 = now()
 local bar = lat.log.progress{ label = 'train_lm', total = opt.steps, unit = 'step' }
 local history, step, running = {}, 0, nil

@@ -55,7 +55,7 @@ local run = lat.log.run_dir(opt.out, opt)
 print(('train_spam: transformer %d x %d, %d heads, first %d %s (%d parameters); %d / %d / %d messages'):format(
   opt.layers, opt.dim, opt.heads, opt.len, opt.tokenizer, model:num_parameters(), train:len(), val:len(), test:len()))
 
-local now = require('lat.sys').now
+local now = require('lat.core.sys').now
 local t0 = now()
 local history = {}
 lat.train.fit{

@@ -1,4 +1,4 @@
--- The FFI declarations in lua/lat/cdef.lua must equal the block of core/lat.h they mirror.
+-- The FFI declarations in lua/lat/core/cdef.lua must equal the block of core/lat.h they mirror.
 local H = require 'harness'
 local lat = require 'lat'
 local ffi = require 'ffi'
@@ -14,7 +14,7 @@ H.test('cdef.lua matches core/lat.h', function()
   local block = header:match('/%* LAT_FFI_BEGIN %*/(.-)/%* LAT_FFI_END %*/')
   H.assert(block, 'markers not found in lat.h')
   H.assert(not block:find('\n%s*#'), 'preprocessor line inside the FFI block')
-  local a, b = normalise(block), normalise(require 'lat.cdef')
+  local a, b = normalise(block), normalise(require 'lat.core.cdef')
   if a ~= b then
     local i = 1
     while a:sub(i, i) == b:sub(i, i) do i = i + 1 end

@@ -1,8 +1,8 @@
--- lat.cell: how a REPL chunk or a notebook cell is compiled: the values of its last expression
--- are returned, statements run as written, errors keep the cell's line numbers.
+-- lat.tools.cell: how a REPL chunk or a notebook cell is compiled: the values of its last
+-- expression are returned, statements run as written, errors keep the cell's line numbers.
 local H = require 'harness'
 local lat = require 'lat'
-local cell = require 'lat.cell'
+local cell = require 'lat.tools.cell'
 _G.lat = lat -- as in the REPL and the notebook kernel
 
 -- runs src as a cell; returns the shown text and the number of values

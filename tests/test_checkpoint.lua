@@ -542,8 +542,8 @@ end
 -- loads path in a fresh process (after lat.set_read_limit(limit) if given); the load must fail
 -- at once with each of the strings in the message and the process's peak memory must stay low
 local function refuses_cheaply(path, limit, ...)
-  local out, peak = H.child(("%s local t0 = require('lat.sys').now(); local ok, err = pcall(lat.load, %q)\n" ..
-    "print(ok, err); print(('seconds %%.3f'):format(require('lat.sys').now() - t0))")
+  local out, peak = H.child(("%s local t0 = require('lat.core.sys').now(); local ok, err = pcall(lat.load, %q)\n" ..
+    "print(ok, err); print(('seconds %%.3f'):format(require('lat.core.sys').now() - t0))")
     :format(limit and ('lat.set_read_limit(%d)'):format(limit) or '', path))
   H.assert(out:find('^false'), 'the bomb loaded: ' .. out, 2)
   for _, s in ipairs({ path, ... }) do H.assert(out:find(s, 1, true), ("message lacks '%s': %s"):format(s, out), 2) end

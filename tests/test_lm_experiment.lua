@@ -1,7 +1,7 @@
--- lat.lm_experiment (the text-generation recipes' shared pieces) and lat.attack.unlikelihood.
+-- lat.experiment.lm (the text-generation recipes' shared pieces) and lat.attack.unlikelihood.
 local H = require 'harness'
 local lat = require 'lat'
-local X = require 'lat.lm_experiment'
+local X = require 'lat.experiment.lm'
 
 H.test('unlikelihood: -log(1 - p(label)) averaged over labelled positions only', function()
   local logits = lat.tensor({ { { 0, 0, math.log(2) }, { 1, 0, 0 } }, { { 0, 3, 0 }, { 0, 0, 0 } } }) -- [2, 2, 3]

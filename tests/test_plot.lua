@@ -6,7 +6,7 @@ local plot = lat.plot
 local LAT = arg[-1]
 local tmp = (os.getenv('LAT_TEST_TMP') or '/tmp') .. '/test_plot'
 os.execute('rm -rf ' .. tmp)
-assert(require('lat.sys').mkdir_p(tmp))
+assert(require('lat.core.sys').mkdir_p(tmp))
 
 local has_gnuplot = plot.available()
 if not has_gnuplot then print('note: gnuplot is not installed; only the paths without it are tested') end
@@ -23,7 +23,7 @@ local function variance(img)
 end
 
 local function check_png(path, width, height)
-  local img = lat.data.read_png(path)
+  local img = lat.io.read_png(path)
   H.assert(img:size(2) == height and img:size(3) == width,
     ('%s is %dx%d, expected %dx%d'):format(path, img:size(3), img:size(2), width, height))
   H.assert(variance(img) > 0, path .. ' is blank')
@@ -83,7 +83,7 @@ H.test('image grid: image k at its tile, padding white', function()
   end
   local path = tmp .. '/grid.png'
   H.assert(plot.images{ path = path, images = x, cols = 2, scale = 2, pad = 1 } == path)
-  local g = lat.data.read_png(path)
+  local g = lat.io.read_png(path)
   local rows, cols, scale, pad = 3, 2, 2, 1
   local GH, GW = pad + rows * (h * scale + pad), pad + cols * (w * scale + pad)
   H.assert(g:size(1) == 3 and g:size(2) == GH and g:size(3) == GW, table.concat(g:size(), 'x'))
@@ -109,7 +109,7 @@ H.test('image grid: float, normalize, a list of gray and colour images', functio
   local a = lat.tensor{ { { -0.5, 0 }, { 0.25, 0.5 } } } -- [1, 2, 2] gray
   local b = lat.full({ 3, 2, 2 }, 0.1)
   H.assert(plot.images{ path = path, images = { a, b }, normalize = true, scale = 1, pad = 0 } == path)
-  local g = lat.data.read_png(path)
+  local g = lat.io.read_png(path)
   H.assert(g:size(1) == 3 and g:size(2) == 2 and g:size(3) == 4, table.concat(g:size(), 'x'))
   local W = 4
   local expect = { 0, 128, 191, 255 } -- [-m, m] -> [0, 1], m = 0.5
@@ -122,7 +122,7 @@ H.test('image grid: float, normalize, a list of gray and colour images', functio
   end
   -- without normalize, floats are clamped to [0, 1]
   H.assert(plot.images{ path = path, images = { a }, scale = 1, pad = 0 } == path)
-  g = lat.data.read_png(path)
+  g = lat.io.read_png(path)
   H.assert(g:size(1) == 1 and g.u[0] == 0 and g.u[2] == 64 and g.u[3] == 128, 'clamped floats')
 end)
 
@@ -141,7 +141,7 @@ if has_gnuplot then
     local path = tmp .. '/labelled.png'
     local out, note = plot.images{ path = path, images = x, labels = { 'cat', NASTY, 'ε=8' }, cols = 3, scale = 4, pad = 2 }
     H.assert(out == path and note == nil, tostring(note))
-    local g = lat.data.read_png(path)
+    local g = lat.io.read_png(path)
     local band, th, tw = 16, 8 * 4 + 2 + 16, 8 * 4 + 2
     H.assert(g:size(1) == 1 and g:size(2) == 2 + th and g:size(3) == 2 + 3 * tw, table.concat(g:size(), 'x'))
     local W = g:size(3)
@@ -199,7 +199,7 @@ H.test('without gnuplot: nil and how to install it; grids still written', functi
   local note
   out, note = plot.images{ path = path, gnuplot = opts.gnuplot, images = lat.rand({ 2, 1, 4, 4 }), labels = { 'a', 'b' }, scale = 1 }
   H.assert(out == path and note:find('without labels', 1, true), tostring(note))
-  local g = lat.data.read_png(path)
+  local g = lat.io.read_png(path)
   H.assert(g:size(2) == 8 and g:size(3) == 14, 'no label bands: ' .. table.concat(g:size(), 'x'))
   -- LAT_GNUPLOT names the command
   local p = io.popen(('LAT_GNUPLOT=%s %s -e "print(lat.plot.line{path = \'%s/env.png\', series = {{y = {1, 2}}}})" 2>&1')

@@ -8,7 +8,7 @@ local PYTHON = os.getenv('LAT_PYTHON') or '/usr/bin/python3'
 local LAT = arg[-1]
 local tmp = (os.getenv('LAT_TEST_TMP') or '/tmp') .. '/test_train'
 os.execute('rm -rf ' .. tmp)
-assert(require('lat.sys').mkdir_p(tmp))
+assert(require('lat.core.sys').mkdir_p(tmp))
 
 local function read(path)
   local f = assert(io.open(path, 'rb'))

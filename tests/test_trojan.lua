@@ -131,8 +131,8 @@ H.test('trigger images are written as PNGs', function()
     for n = 1, 4 do
       local path = ('%s/trojan_%s_%d.png'):format(tmp, name, n)
       os.remove(path)
-      lat.data.write_png(path, y:select(1, n))
-      local back = lat.data.read_png(path)
+      lat.io.write_png(path, y:select(1, n))
+      local back = lat.io.read_png(path)
       H.assert(back.shape[1] == 1 and back.shape[2] == 28 and back.shape[3] == 28, 'PNG written: ' .. path)
     end
   end

@@ -1,6 +1,6 @@
 /* main.c: the lat command. The one piece of C that knows Lua: it embeds LuaJIT, puts the lat
- * library on its paths, and runs a script, a snippet or the REPL (lua/lat/repl.lua), giving the
- * REPL line editing and history from libedit and Ctrl-C that interrupts a running command. */
+ * library on its paths, and runs a script, a snippet or the REPL (lua/lat/tools/repl.lua), giving
+ * the REPL line editing and history from libedit and Ctrl-C that interrupts a running command. */
 #include "lat.h"
 #include <errno.h>
 #include <lauxlib.h>
@@ -258,7 +258,7 @@ static void set_arg(lua_State *L, char **argv, int argc, int script) {
 
 static int run_repl(lua_State *L) {
   lua_getglobal(L, "require");
-  lua_pushliteral(L, "lat.repl");
+  lua_pushliteral(L, "lat.tools.repl");
   if (report(L, docall(L, 1))) return 1;
   return 0;
 }

@@ -1,10 +1,10 @@
 """lat_kernel.py: the Jupyter kernel for lat notebooks (cells are Lua).
 
-A thin wrapper over ipykernel: it starts one `lat` process running lua/lat/kernel.lua (the same
-engine as the lat command's REPL) and relays between Jupyter and that process. Requests go to the
-process's stdin as JSON lines; what cells print arrives on its stdout and stderr; replies (values,
-plots, errors, the end of a cell) arrive as JSON lines on a separate pipe. The lat command is
-$LAT (the kernel spec that CMake writes into build/jupyter names the built one).
+A thin wrapper over ipykernel: it starts one `lat` process running lua/lat/tools/kernel.lua (the
+same engine as the lat command's REPL) and relays between Jupyter and that process. Requests go to
+the process's stdin as JSON lines; what cells print arrives on its stdout and stderr; replies
+(values, plots, errors, the end of a cell) arrive as JSON lines on a separate pipe. The lat command
+is $LAT (the kernel spec that CMake writes into build/jupyter names the built one).
 
     /usr/bin/python3 notebooks/kernel/lat_kernel.py -f CONNECTION_FILE   (what kernel.json runs)
 """
@@ -28,7 +28,7 @@ INTERRUPT_GRACE = 5.0
 
 
 class LatProcess:
-    """One lat process serving lua/lat/kernel.lua, and the three pipes from it."""
+    """One lat process serving lua/lat/tools/kernel.lua, and the three pipes from it."""
 
     def __init__(self):
         lat = os.environ.get("LAT", "lat")
@@ -36,7 +36,7 @@ class LatProcess:
         env = dict(os.environ, LAT_KERNEL_FD=str(replies_w))
         try:
             self.proc = subprocess.Popen(
-                [lat, "-e", "require('lat.kernel').serve()"],
+                [lat, "-e", "require('lat.tools.kernel').serve()"],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 pass_fds=(replies_w,), env=env,
                 start_new_session=True)  # interrupts reach it only through us, once

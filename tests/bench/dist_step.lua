@@ -4,7 +4,7 @@
 --   [mpirun -np 2] build/lat tests/bench/dist_step.lua --model=resnet|gpt [--lat] [--repeats=20]
 local lat = require 'lat'
 local opt = lat.args{ model = 'resnet', lat = false, repeats = 20 }
-local now = require('lat.sys').now
+local now = require('lat.core.sys').now
 local g = lat.Generator(1)
 local model, batch
 if opt.model == 'resnet' then -- the ResNet of recipes/train_fashion.lua, batch 128

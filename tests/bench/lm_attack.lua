@@ -5,7 +5,7 @@
 --   build/lat tests/bench/lm_attack.lua [--repeats=20] [--batch=32] [--len=128] [--block=2]
 local lat = require 'lat'
 local opt = lat.args{ repeats = 20, batch = 32, len = 128, dim = 128, heads = 4, layers = 4, block = 2, seed = 1 }
-local now = require('lat.sys').now
+local now = require('lat.core.sys').now
 local model = lat.models.GPT{ vocab = 258, max_len = opt.len, dim = opt.dim, heads = opt.heads, layers = opt.layers,
   rng = lat.Generator(opt.seed) }
 model:eval()

@@ -31,7 +31,7 @@ local cfg = { model = model, optimizer = optimizer, schedule = schedule, clip = 
 local windows = lat.empty({ opt.steps, opt.batch }, 'int32')
 local lrs = lat.empty({ opt.steps })
 local losses = {}
-local now = require('lat.sys').now
+local now = require('lat.core.sys').now
 local t0, step = now(), 0
 model:train()
 while step < opt.steps do

@@ -4,7 +4,7 @@
 --   build/lat tests/bench/train_step.lua --model=gpt|resnet [--repeats=10]
 local lat = require 'lat'
 local opt = lat.args{ model = 'gpt', repeats = 10 }
-local now = require('lat.sys').now
+local now = require('lat.core.sys').now
 local m, x, y
 if opt.model == 'gpt' then
   m = lat.models.GPT{ vocab = 258, max_len = 128, dim = 128, heads = 4, layers = 4 }

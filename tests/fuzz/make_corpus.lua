@@ -77,8 +77,8 @@ os.remove(out .. 'idx/check')
 for c, name in pairs({ 'gray', 'gray_alpha', 'rgb', 'rgba' }) do
   local t = lat.zeros({ c, 3, 5 }, 'uint8')
   for k = 0, t:numel() - 1 do t.u[k] = (k * 37) % 256 end
-  lat.data.write_png(tmp, t)
-  assert(lat.data.read_png(tmp):numel() == c * 15)
+  lat.io.write_png(tmp, t)
+  assert(lat.io.read_png(tmp):numel() == c * 15)
   write('png', name .. '.png', read(tmp))
 end
 os.remove(tmp)

@@ -1,10 +1,10 @@
--- files.lua: where the data sets live, reading and listing files, and the C readers (IDX, PNG),
--- with errors that name the file and say how to get the data.
+-- files.lua: where the data sets live, reading and listing files, and the C readers of data set
+-- files (IDX; PNG images through read_data), with errors that name the file and say how to get
+-- the data.
 local core = require 'lat.core'
-local ffi, C, wrap, check, raise = core.ffi, core.C, core.wrap, core.check, core.raise
+local ffi, C, wrap, raise = core.ffi, core.C, core.wrap, core.raise
 local lat = require 'lat.tensor'
 
-local need_tensor = lat._need_tensor
 local M = {}
 
 M.HINT = 'run datasets/fetch.sh to fetch and check the data sets (LAT_DATA sets their folder)'
@@ -84,12 +84,6 @@ end
 
 -- IDX file (gzip'd or not) to a uint8 tensor with the header's shape
 function M.read_idx(path) return wrap(C.lat_read_idx(path)) end
--- PNG file to a uint8 [C, H, W] tensor (C = 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA)
-function M.read_png(path) return wrap(C.lat_read_png(path)) end
--- uint8 or float32 (in [0, 1], clamped) [C, H, W] or [H, W] tensor to a PNG file
-function M.write_png(path, t)
-  check(C.lat_write_png(path, need_tensor(t, 'write_png: image')))
-end
 
 -- A data set's file through a C reader (C.lat_read_idx, C.lat_read_png): a missing or corrupt
 -- file raises an error naming the data set, the file, what is wrong and how to fetch it again.

@@ -1,0 +1,115 @@
+-- io/init.lua: lat.io: lat.save and lat.load, checkpoints in the safetensors layout
+-- (zstd-compressed when the name ends in .zst), written atomically and read as hostile input by
+-- core/io_safetensors.c; and PNG images (io/png.lua).
+local core = require 'lat.core'
+local json = require('cjson').new()
+local ffi, C, raise = core.ffi, core.C, core.raise
+
+local is_tensor = require('lat.tensor').is_tensor
+local M = {} -- lat/init.lua puts save, load, set_read_limit and read_limit in the lat namespace
+
+local function where(prefix) return prefix == '' and 'the top table' or "table '" .. prefix .. "'" end
+
+-- {model = {w = t}, step = {t1, t2}} -> {['model.w'] = t, ['step.1'] = t1, ['step.2'] = t2}
+local function flatten(tensors)
+  local flat, names, seen = {}, {}, {}
+  local function walk(tbl, prefix)
+    if seen[tbl] then raise(('save: %s contains itself'):format(where(prefix))) end
+    seen[tbl] = true
+    for k, v in pairs(tbl) do
+      if type(k) ~= 'string' and type(k) ~= 'number' then
+        raise(('save: a key in %s is a %s; names are strings or numbers'):format(where(prefix), type(k)))
+      end
+      local name = prefix == '' and tostring(k) or prefix .. '.' .. tostring(k)
+      if is_tensor(v) then
+        if flat[name] then raise(("save: two tensors would be named '%s'"):format(name)) end
+        flat[name] = v
+        names[#names + 1] = name
+      elseif type(v) == 'table' then
+        walk(v, name)
+      else
+        raise(("save: '%s' is a %s, not a tensor or a table of tensors"):format(name, type(v)))
+      end
+    end
+    seen[tbl] = nil
+  end
+  walk(tensors, '')
+  table.sort(names)
+  return flat, names
+end
+
+local function metadata_json(meta)
+  if meta == nil then return nil end
+  if type(meta) ~= 'table' then raise('save: opts.metadata must be a table of strings') end
+  for k, v in pairs(meta) do
+    if type(k) ~= 'string' or type(v) ~= 'string' then
+      raise(("save: metadata maps strings to strings (safetensors' rule); %s = %s is %s -> %s (use tostring)")
+        :format(tostring(k), tostring(v), type(k), type(v)))
+    end
+  end
+  if next(meta) == nil then return '{}' end
+  return require('lat.io.json').encode(meta) -- sorted keys: the same metadata gives the same header bytes
+end
+
+-- lat.save(path, tensors[, opts]): tensors is a table name -> tensor (nested tables give dotted
+-- names); opts.compress = true/false or a zstd level (default: true when path ends in .zst),
+-- opts.metadata = {string -> string}. Returns the names written, sorted.
+function M.save(path, tensors, opts)
+  if type(path) ~= 'string' then raise('save: path must be a string, got ' .. type(path)) end
+  if type(tensors) ~= 'table' then
+    raise('save: tensors must be a table of name -> tensor, got ' .. type(tensors))
+  end
+  opts = opts or {}
+  local compress = opts.compress
+  if compress == nil then compress = path:sub(-4) == '.zst' end
+  local level = compress == true and 3 or compress == false and 0 or compress
+  if type(level) ~= 'number' or level ~= math.floor(level) then
+    raise('save: opts.compress must be true, false or a zstd level')
+  end
+  local meta = metadata_json(opts.metadata)
+  local flat, names = flatten(tensors)
+  local n = #names
+  local cnames = ffi.new('const char *[?]', n + 1)
+  local cts = ffi.new('lat_tensor *[?]', n + 1)
+  for i, name in ipairs(names) do
+    cnames[i - 1] = name
+    cts[i - 1] = flat[name].ptr
+  end
+  core.check(C.lat_save_safetensors(path, n, cnames, cts, meta, level))
+  return names -- also keeps the name strings that cnames points into alive through the call
+end
+
+-- lat.set_read_limit(bytes): the most bytes that reading one file (lat.load, lat.data's IDX
+-- reader, the PNG readers) may decode to; a file that would decode to more is refused before anything
+-- is allocated. Process-wide; 0 restores the default (8 GiB or half the machine's memory,
+-- whichever is less, and a compressed file may decode to at most 1100 times its size beyond
+-- 64 MiB; a limit set here replaces both, so a genuine all-zero compressed checkpoint loads
+-- after lat.set_read_limit(its decoded size)). Returns the previous limit. lat.read_limit() returns the current one.
+function M.set_read_limit(bytes)
+  if type(bytes) ~= 'number' or bytes ~= math.floor(bytes) or bytes < 0 or bytes >= 2^63 then
+    raise('set_read_limit: bytes must be a whole number of bytes from 0 (the default) to 2^63, got ' .. tostring(bytes))
+  end
+  return tonumber(C.lat_set_read_limit(bytes))
+end
+function M.read_limit() return tonumber(C.lat_read_limit()) end
+
+-- lat.load(path) -> tensors (name -> tensor), metadata (string -> string)
+function M.load(path)
+  if type(path) ~= 'string' then raise('load: path must be a string, got ' .. type(path)) end
+  local ck = C.lat_load_safetensors(path)
+  if ck == nil then raise(core.c_error()) end
+  ck = ffi.gc(ck, C.lat_checkpoint_free)
+  local tensors = {}
+  for i = 0, C.lat_checkpoint_count(ck) - 1 do
+    tensors[ffi.string(C.lat_checkpoint_name(ck, i))] = core.wrap(C.lat_checkpoint_tensor(ck, i))
+  end
+  local metadata = json.decode(ffi.string(C.lat_checkpoint_metadata(ck)))
+  C.lat_checkpoint_free(ffi.gc(ck, nil))
+  return tensors, metadata
+end
+
+-- lat.io.read_png(path), lat.io.write_png(path, image)
+local png = require 'lat.io.png'
+M.read_png, M.write_png = png.read_png, png.write_png
+
+return M
