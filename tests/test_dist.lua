@@ -78,7 +78,7 @@ end)
 
 -- ---------------------------------------------------------------- under mpirun
 
-local mpi_lib = (os.getenv('LAT_LIBRARY') or ''):match('^(.*/)[^/]*$') .. 'liblat_mpi.so'
+local mpi_lib = ((os.getenv('LAT_LIBRARY') or ''):match('^(.*/)[^/]*$') or '') .. 'liblat_mpi.so'
 if not H.exists(mpi_lib) then
   print(('skipped: the runs under mpirun, as lat was built without MPI (no %s: CMake found no MPI C ' ..
     'library; install libopenmpi-dev and openmpi-bin, then rebuild)'):format(mpi_lib))
