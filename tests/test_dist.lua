@@ -96,9 +96,9 @@ local function curve(out)
   return steps
 end
 
-local function run_child(ranks, args)
+local function run_child(ranks, args, seconds)
   local cmd = ranks == 1 and ("'%s' dist_child.lua %s"):format(LAT, args)
-    or ("timeout 300 %s -np %d '%s' dist_child.lua %s"):format(MPIRUN, ranks, LAT, args)
+    or ("timeout %d %s -np %d '%s' dist_child.lua %s"):format(seconds or 300, MPIRUN, ranks, LAT, args)
   local out = H.run('LAT_NUM_THREADS=1 ' .. cmd)
   return out, curve(out)
 end
@@ -148,9 +148,10 @@ H.test('uneven rows (63 over 2 and 3 ranks) are weighted by their counts', funct
 end)
 
 H.test('a rank that fails ends the whole job with its error (no rank waits forever)', function()
-  local out = run_child(2, '--fail_at=3')
+  -- (rank 0 waits in the step's reduction: had rank 1 finalised MPI rather than aborting, the
+  -- job would hang; Open MPI's own 'MPI_ABORT was invoked' note is sometimes lost)
+  local out = run_child(2, '--fail_at=3', 60)
   H.assert(out:find('rank 1 fails on purpose at step 3', 1, true), out)
-  H.assert(out:find('MPI_ABORT was invoked on rank 1', 1, true), out)
   H.assert(not out:find('[exit 0]', 1, true) and not out:find('[exit 124]', 1, true), out)
 end)
 
