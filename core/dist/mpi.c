@@ -2,7 +2,7 @@
  * MPI_Allreduce per training step, not one per parameter), with the rank's weight as its last
  * element, so that the weighted mean needs no second round trip. */
 #include "lat_dist.h"
-#include "internal.h"
+#include "lat.h"
 #include <math.h>
 #include <mpi.h>
 #include <stdlib.h>
@@ -17,7 +17,7 @@ static int mpi_failed(int rc, const char *call) {
   char msg[MPI_MAX_ERROR_STRING];
   int len = 0;
   MPI_Error_string(rc, msg, &len);
-  return lat__failc("dist: %s failed: %.*s", call, len, msg);
+  return lat_fail("dist: %s failed: %.*s", call, len, msg);
 }
 #define MPI_CHECK(call, ...)                                                                       \
   do {                                                                                             \
@@ -29,7 +29,7 @@ int lat_dist_init(void) {
   if (ready) return 0;
   int finalized = 0, initialized = 0;
   MPI_Finalized(&finalized);
-  if (finalized) return lat__failc("dist: MPI was finalized already and cannot start again");
+  if (finalized) return lat_fail("dist: MPI was finalized already and cannot start again");
   MPI_Initialized(&initialized);
   if (!initialized) {
     int provided; /* only the main thread calls MPI; OpenMP threads never do */
@@ -47,7 +47,7 @@ int lat_dist_rank(void) { return rank; }
 int lat_dist_size(void) { return size; }
 
 static int need_ready(const char *op) {
-  return ready ? 0 : lat__failc("dist: %s called before lat_dist_init", op);
+  return ready ? 0 : lat_fail("dist: %s called before lat_dist_init", op);
 }
 
 /* A mismatch between ranks would make MPI read past a buffer or wait forever: each call first
@@ -56,7 +56,7 @@ static int same_count_everywhere(int64_t n, const char *op, const char *what) {
   int64_t v[2] = {n, -n};
   MPI_CHECK(MPI_Allreduce, MPI_IN_PLACE, v, 2, MPI_INT64_T, MPI_MAX, MPI_COMM_WORLD);
   if (v[0] != -v[1])
-    return lat__failc("dist: %s: the ranks pass different numbers of %s (from %lld to %lld); every "
+    return lat_fail("dist: %s: the ranks pass different numbers of %s (from %lld to %lld); every "
                       "rank must pass the same tensors",
                       op, what, (long long)-v[1], (long long)v[0]);
   return 0;
@@ -64,11 +64,11 @@ static int same_count_everywhere(int64_t n, const char *op, const char *what) {
 
 /* the total element count of n float32 tensors, or -1 with an error */
 static int64_t total_elements(lat_tensor *const *tensors, int n, const char *op) {
-  if (n < 0 || (n > 0 && !tensors)) return lat__failc("dist: %s: expected a list of tensors", op);
+  if (n < 0 || (n > 0 && !tensors)) return lat_fail("dist: %s: expected a list of tensors", op);
   int64_t total = 0;
   for (int k = 0; k < n; k++) {
-    if (!tensors[k]) return lat__failc("dist: %s: tensor %d is NULL", op, k + 1);
-    if (!lat__check_f32(tensors[k], op, "each tensor")) return -1;
+    if (!tensors[k]) return lat_fail("dist: %s: tensor %d is NULL", op, k + 1);
+    if (tensors[k]->dtype_ != LAT_F32) return lat_fail("dist: %s: tensor %d is not float32", op, k + 1);
     total += tensors[k]->numel_;
   }
   return total;
@@ -77,7 +77,7 @@ static int64_t total_elements(lat_tensor *const *tensors, int n, const char *op)
 static int reserve_block(int64_t n) {
   if (n <= block_capacity) return 0;
   float *p = realloc(block, (size_t)n * sizeof *p);
-  if (!p) return lat__failc("dist: out of memory for a %lld-element block", (long long)n);
+  if (!p) return lat_fail("dist: out of memory for a %lld-element block", (long long)n);
   block = p;
   block_capacity = n;
   return 0;
@@ -109,7 +109,7 @@ int lat_dist_allreduce_mean(lat_tensor *const *tensors, int n, double weight) {
   int64_t total = total_elements(tensors, n, op);
   if (total < 0) return -1;
   if (!(weight >= 0 && weight < INFINITY))
-    return lat__failc("dist: %s: the weight must be a finite number >= 0, got %g", op, weight);
+    return lat_fail("dist: %s: the weight must be a finite number >= 0, got %g", op, weight);
   if (same_count_everywhere(total, op, "elements")) return -1;
   if (reserve_block(total + 1)) return -1;
   pack(tensors, n, (float)weight);
@@ -119,7 +119,7 @@ int lat_dist_allreduce_mean(lat_tensor *const *tensors, int n, double weight) {
     MPI_CHECK(MPI_Allreduce, MPI_IN_PLACE, block + start, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
   }
   float sum = block[total];
-  if (!(sum > 0)) return lat__failc("dist: %s: the weights of all ranks add up to %g; some rank must have rows", op, sum);
+  if (!(sum > 0)) return lat_fail("dist: %s: the weights of all ranks add up to %g; some rank must have rows", op, sum);
   unpack(tensors, n, sum);
   return 0;
 }
@@ -127,7 +127,7 @@ int lat_dist_allreduce_mean(lat_tensor *const *tensors, int n, double weight) {
 int lat_dist_allreduce_sum(double *values, int n) {
   const char *op = "allreduce_sum";
   if (need_ready(op)) return -1;
-  if (n < 0 || (n > 0 && !values)) return lat__failc("dist: %s: expected an array of numbers", op);
+  if (n < 0 || (n > 0 && !values)) return lat_fail("dist: %s: expected an array of numbers", op);
   if (same_count_everywhere(n, op, "values")) return -1;
   if (n > 0) MPI_CHECK(MPI_Allreduce, MPI_IN_PLACE, values, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
   return 0;
@@ -136,7 +136,7 @@ int lat_dist_allreduce_sum(double *values, int n) {
 int lat_dist_broadcast(lat_tensor *const *tensors, int n, int root) {
   const char *op = "broadcast";
   if (need_ready(op)) return -1;
-  if (root < 0 || root >= size) return lat__failc("dist: %s: root %d is not a rank (0 to %d)", op, root, size - 1);
+  if (root < 0 || root >= size) return lat_fail("dist: %s: root %d is not a rank (0 to %d)", op, root, size - 1);
   int64_t total = total_elements(tensors, n, op);
   if (total < 0) return -1;
   if (same_count_everywhere(total, op, "elements")) return -1;
