@@ -34,7 +34,7 @@ int lat__json_eat(lat_json *j, char c) {
 
 int lat__json_expect(lat_json *j, char c, const char *what) {
   if (lat__json_eat(j, c)) return 1;
-  return fail(j, j->pos >= j->n ? "the header ends too early" : what);
+  return fail(j, j->pos >= j->n ? "the JSON text ends too early" : what);
 }
 
 static int hex4(const char *s) {

@@ -51,9 +51,14 @@ local function metadata_json(meta)
   return require('lat.io.json').encode(meta) -- sorted keys: the same metadata gives the same header bytes
 end
 
+-- what opts.dtype may say, and the safetensors dtype float32 tensors are then stored as
+local FLOAT_DTYPES = { f32 = 'F32', float32 = 'F32', f16 = 'F16', float16 = 'F16', bf16 = 'BF16', bfloat16 = 'BF16' }
+
 -- lat.save(path, tensors[, opts]): tensors is a table name -> tensor (nested tables give dotted
 -- names); opts.compress = true/false or a zstd level (default: true when path ends in .zst),
--- opts.metadata = {string -> string}. Returns the names written, sorted.
+-- opts.metadata = {string -> string}, opts.dtype = 'f32' (default), 'f16' or 'bf16': how
+-- float32 tensors are stored (rounded to nearest, ties to even; int32 and uint8 tensors are
+-- stored as they are). Returns the names written, sorted.
 function M.save(path, tensors, opts)
   if type(path) ~= 'string' then raise('save: path must be a string, got ' .. type(path)) end
   if type(tensors) ~= 'table' then
@@ -66,6 +71,10 @@ function M.save(path, tensors, opts)
   if type(level) ~= 'number' or level ~= math.floor(level) then
     raise('save: opts.compress must be true, false or a zstd level')
   end
+  local float_dtype = FLOAT_DTYPES[opts.dtype or 'f32']
+  if not float_dtype then
+    raise(("save: opts.dtype is %s; float32 tensors are stored as 'f32', 'f16' or 'bf16'"):format(tostring(opts.dtype)))
+  end
   local meta = metadata_json(opts.metadata)
   local flat, names = flatten(tensors)
   local n = #names
@@ -75,7 +84,7 @@ function M.save(path, tensors, opts)
     cnames[i - 1] = name
     cts[i - 1] = flat[name].ptr
   end
-  core.check(C.lat_save_safetensors(path, n, cnames, cts, meta, level))
+  core.check(C.lat_save_safetensors(path, n, cnames, cts, meta, level, float_dtype))
   return names -- also keeps the name strings that cnames points into alive through the call
 end
 
@@ -93,19 +102,36 @@ function M.set_read_limit(bytes)
 end
 function M.read_limit() return tonumber(C.lat_read_limit()) end
 
--- lat.load(path) -> tensors (name -> tensor), metadata (string -> string)
-function M.load(path)
-  if type(path) ~= 'string' then raise('load: path must be a string, got ' .. type(path)) end
+-- the safetensors dtype each lat dtype is stored as when it is not converted
+local STORED = { float32 = 'F32', int32 = 'I32', uint8 = 'U8' }
+
+-- one safetensors file -> tensors, metadata, report; or nil, the C message
+local function load_file(path)
   local ck = C.lat_load_safetensors(path)
-  if ck == nil then raise(core.c_error()) end
+  if ck == nil then return nil, core.c_error() end
   ck = ffi.gc(ck, C.lat_checkpoint_free)
-  local tensors = {}
+  local tensors, converted = {}, {}
   for i = 0, C.lat_checkpoint_count(ck) - 1 do
-    tensors[ffi.string(C.lat_checkpoint_name(ck, i))] = core.wrap(C.lat_checkpoint_tensor(ck, i))
+    local name = ffi.string(C.lat_checkpoint_name(ck, i))
+    local t = core.wrap(C.lat_checkpoint_tensor(ck, i))
+    local stored = ffi.string(C.lat_checkpoint_stored_dtype(ck, i))
+    if stored ~= STORED[t.dtype] then converted[name] = stored .. ' -> ' .. STORED[t.dtype] end
+    tensors[name] = t
   end
   local metadata = json.decode(ffi.string(C.lat_checkpoint_metadata(ck)))
   C.lat_checkpoint_free(ffi.gc(ck, nil))
-  return tensors, metadata
+  return tensors, metadata, { files = { path }, converted = converted }
+end
+
+-- lat.load(path) -> tensors (name -> tensor), metadata (string -> string: the file's
+-- __metadata__), report. Tensors stored in a dtype lat has no dtype for are converted
+-- (core/lat.h, lat_load_safetensors); report.converted names each, e.g. {w = 'F16 -> F32'}, and
+-- report.files lists the files read.
+function M.load(path)
+  if type(path) ~= 'string' then raise('load: path must be a string, got ' .. type(path)) end
+  local tensors, metadata, report = load_file(path)
+  if not tensors then raise(metadata) end
+  return tensors, metadata, report
 end
 
 -- lat.io.read_png(path), lat.io.write_png(path, image)
