@@ -77,6 +77,10 @@ int lat__parse_metadata(const char *path, const char *s, size_t n);
 /* 0 if s (n bytes) is a header a reader accepts (as far as the header alone can tell) */
 int lat__check_header(const char *path, const char *s, size_t n);
 
+/* ---- the index of a sharded checkpoint (io_shard_index.c) ---- */
+/* Parses and checks index text s (n bytes) into a new index, NULL with a message naming path */
+lat_shard_index *lat__parse_shard_index(const char *path, const char *s, size_t n);
+
 /* ---- strict JSON pieces (io_json.c) ---- */
 /* A cursor over JSON text; on a syntax error, err names what was wrong and at (a byte offset)
  * where, and every later call fails too. */
@@ -98,6 +102,10 @@ char *lat__json_string(lat_json *j);
 /* a non-negative integer below 2^62 written in plain decimal (no fraction, no exponent); -1
  * on error */
 int64_t lat__json_uint(lat_json *j);
+
+/* skips any JSON value, checking its syntax (objects' keys are not checked for repeats);
+ * arrays and objects may nest depth deep. 0 on error. */
+int lat__json_skip(lat_json *j, int depth);
 
 /* A growing byte buffer for writing JSON. ok drops to 0 when memory runs out. */
 typedef struct {

@@ -237,6 +237,17 @@ LAT_API lat_tensor *lat_checkpoint_tensor(const lat_checkpoint *c, int i);
 LAT_API const char *lat_checkpoint_stored_dtype(const lat_checkpoint *c, int i);
 LAT_API const char *lat_checkpoint_metadata(const lat_checkpoint *c);
 LAT_API void lat_checkpoint_free(lat_checkpoint *c);
+/* The index of a sharded checkpoint (model.safetensors.index.json: {"metadata": {...},
+ * "weight_map": {"tensor": "shard file", ...}}), checked as hostile input: every tensor once,
+ * every shard a file name beside the index. Entries in tensor-name order. (io_shard_index.c) */
+typedef struct lat_shard_index lat_shard_index;
+LAT_API lat_shard_index *lat_read_shard_index(const char *path);
+LAT_API int lat_shard_index_count(const lat_shard_index *x);
+LAT_API const char *lat_shard_index_tensor(const lat_shard_index *x, int i);
+LAT_API const char *lat_shard_index_shard(const lat_shard_index *x, int i);
+/* the index's "metadata" object as JSON text, "{}" if it has none */
+LAT_API const char *lat_shard_index_metadata(const lat_shard_index *x);
+LAT_API void lat_shard_index_free(lat_shard_index *x);
 
 /* The most bytes that reading one file (checkpoint, IDX, PNG) may decode to; a file that would
  * decode to more is refused before anything is allocated. Process-wide; the default is 8 GiB or

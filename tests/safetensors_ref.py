@@ -7,6 +7,7 @@ files lat writes against PyTorch's rounding.
     safetensors_ref.py dtypes DIR        a tensor of each dtype, and what lat should keep of it
     safetensors_ref.py encode_src DIR    float32 values at and around every rounding boundary
     safetensors_ref.py encode_check DIR  lat's F16/BF16 files of those against torch (JSON report)
+    safetensors_ref.py sharded DIR       a checkpoint in two shards with its index
 """
 import json
 import os
@@ -133,5 +134,30 @@ def encode_check(d):
     }))
 
 
+def sharded(d):
+    os.makedirs(d, exist_ok=True)
+    rng = np.random.default_rng(3)
+    w1 = rng.standard_normal((4, 3)).astype('<f2')
+    w2 = bf16_bits(torch.from_numpy(rng.standard_normal(5).astype('<f4')))
+    b1 = rng.standard_normal(4).astype('<f4')
+    tracked = np.array(17, '<i8')
+    one = {'layer.0.weight': ('F16', w1), 'layer.0.bias': ('F32', b1)}
+    two = {'layer.1.weight': ('BF16', w2), 'bn.num_batches_tracked': ('I64', tracked)}
+    names = ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors']
+    write(os.path.join(d, names[0]), one, {'format': 'pt'})
+    write(os.path.join(d, names[1]), two, {'format': 'pt'})
+    weight_map = {k: names[0] for k in one}
+    weight_map.update({k: names[1] for k in two})
+    total = sum(np.asarray(a).nbytes for _, a in list(one.values()) + list(two.values()))
+    with open(os.path.join(d, 'model.safetensors.index.json'), 'w') as f:
+        json.dump({'metadata': {'total_size': total}, 'weight_map': weight_map}, f, indent=2)
+    kept = {'layer.0.weight': ('F32', torch.from_numpy(w1).float().numpy()),
+            'layer.0.bias': ('F32', b1),
+            'layer.1.weight': ('F32', torch.from_numpy(w2.view(np.int16).copy()).view(torch.bfloat16).float().numpy()),
+            'bn.num_batches_tracked': ('I32', tracked.astype('<i4'))}
+    write(os.path.join(d, 'kept.safetensors'), kept)
+
+
 if __name__ == '__main__':
-    {'all16': all16, 'dtypes': dtypes, 'encode_src': encode_src, 'encode_check': encode_check}[sys.argv[1]](sys.argv[2])
+    {'all16': all16, 'dtypes': dtypes, 'encode_src': encode_src, 'encode_check': encode_check,
+     'sharded': sharded}[sys.argv[1]](sys.argv[2])

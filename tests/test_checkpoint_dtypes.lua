@@ -241,11 +241,114 @@ H.test('random corruptions of a file in every dtype: each loads or is rejected n
   H.assert(rejected > 200, 'few corruptions were noticed: ' .. rejected)
 end)
 
+-- ---------------------------------------------------------------- sharded checkpoints
+
+local SH = DIR .. '/sharded'
+local INDEX = SH .. '/model.safetensors.index.json'
+local SHARD1, SHARD2 = 'model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors'
+
+H.test('a sharded checkpoint loads through its index into one table', function()
+  python('sharded', SH)
+  local t, meta, report = lat.load(INDEX)
+  local want = lat.load(SH .. '/kept.safetensors')
+  H.assert(count(t) == 4, 'tensors: ' .. count(t))
+  for k, v in pairs(want) do same(t[k], v, "tensor '" .. k .. "'") end
+  H.assert(meta.format == 'pt' and count(meta) == 1, "the shards' metadata")
+  H.assert(report.index == INDEX and report.index_metadata.total_size == 58, 'the index metadata')
+  H.assert(#report.files == 2 and report.files[1] == SH .. '/' .. SHARD1 and report.files[2] == SH .. '/' .. SHARD2, 'report.files')
+  H.assert(report.converted['layer.0.weight'] == 'F16 -> F32' and report.converted['bn.num_batches_tracked'] == 'I64 -> I32'
+    and report.converted['layer.1.weight'] == 'BF16 -> F32' and report.converted['layer.0.bias'] == nil, 'report.converted')
+end)
+
+-- an index beside the shards in SH, with this text
+local function index(name, text) return spit(SH .. '/' .. name, text) end
+local function index_of(map, extra)
+  local parts = {}
+  for k, v in pairs(map) do parts[#parts + 1] = ('"%s":"%s"'):format(k, v) end
+  table.sort(parts)
+  return '{' .. (extra or '') .. '"weight_map":{' .. table.concat(parts, ',') .. '}}'
+end
+
+H.test('a missing shard is an error naming it, before any shard is read', function()
+  local p = index('missing.index.json', index_of({ a = SHARD1, b = 'model-00003-of-00003.safetensors' }))
+  H.raises(function() lat.load(p) end, 'checkpoint index ' .. p, "shard 'model-00003-of-00003.safetensors' is missing",
+    'no file ' .. SH .. '/model-00003-of-00003.safetensors', "'b' first")
+end)
+
+H.test('shards and index that disagree', function()
+  local all = { ['layer.0.weight'] = SHARD1, ['layer.0.bias'] = SHARD1, ['layer.1.weight'] = SHARD2, ['bn.num_batches_tracked'] = SHARD2 }
+  local function without(k) local m = {} for n, s in pairs(all) do if n ~= k then m[n] = s end end return m end
+  H.raises(function() lat.load(index('unlisted.index.json', index_of(without('layer.0.bias')))) end,
+    "shard '" .. SHARD1 .. "' holds tensor 'layer.0.bias', which the index does not put there")
+  local ghost = without('nothing')
+  ghost['layer.2.weight'] = SHARD2
+  H.raises(function() lat.load(index('ghost.index.json', index_of(ghost))) end,
+    "the index puts tensor 'layer.2.weight' in shard '" .. SHARD2 .. "', which does not hold it")
+  -- a shard that is no checkpoint: its own message, with the index's
+  spit(SH .. '/broken.safetensors', 'not a checkpoint')
+  H.raises(function() lat.load(index('broken.index.json', index_of({ x = 'broken.safetensors' }))) end,
+    'checkpoint index ' .. SH .. '/broken.index.json: shard broken.safetensors', 'checkpoint ' .. SH .. '/broken.safetensors',
+    'not a safetensors checkpoint')
+  -- metadata the shards disagree on
+  lat.save(SH .. '/m1.safetensors', { a = lat.ones(1) }, { metadata = { format = 'pt' } })
+  lat.save(SH .. '/m2.safetensors', { b = lat.ones(1) }, { metadata = { format = 'lat' } })
+  H.raises(function() lat.load(index('meta.index.json', index_of({ a = 'm1.safetensors', b = 'm2.safetensors' }))) end,
+    "shards 'm1.safetensors' and 'm2.safetensors' give the metadata key 'format' different values")
+  -- an empty weight map is an empty checkpoint
+  local t, meta, report = lat.load(index('empty.index.json', '{"weight_map":{}}'))
+  H.assert(next(t) == nil and next(meta) == nil and #report.files == 0, 'the empty index')
+end)
+
+H.test('hostile index files are refused with a message naming the index', function()
+  local ok_map = '"weight_map":{"a":"' .. SHARD1 .. '"}'
+  local cases = {
+    { '', 'ends too early' },
+    { '[1]', 'not a JSON object' },
+    { '{}', 'no weight_map' },
+    { '{"metadata":{}}', 'no weight_map' },
+    { '{' .. ok_map .. ',' .. ok_map .. '}', "'weight_map' twice" },
+    { '{"metadata":{},"metadata":{},' .. ok_map .. '}', "'metadata' twice" },
+    { '{"metadata":5,' .. ok_map .. '}', 'metadata is not a JSON object' },
+    { '{"weight_map":[]}', 'weight_map must be an object' },
+    { '{"weight_map":{"a":1}}', "gives tensor 'a' no shard file name" },
+    { '{"weight_map":{"a":"x.safetensors","a":"y.safetensors"}}', "names tensor 'a' twice" },
+    { '{"weight_map":{"a":"../x.safetensors"}}', "shard '../x.safetensors', which is not the name of a file beside the index" },
+    { '{"weight_map":{"a":"/etc/passwd"}}', 'not the name of a file beside the index' },
+    { '{"weight_map":{"a":".."}}', 'not the name of a file' },
+    { '{"weight_map":{"a":""}}', 'not the name of a file' },
+    { '{' .. ok_map .. '} x', "text after the index's closing '}'" },
+    { '{' .. ok_map .. ',"other":[1,2,{"x":tru}]}', 'bad JSON' },
+    { '{"metadata":{"total_size":1.5e},' .. ok_map .. '}', 'without digits in its exponent' },
+    { '{"metadata":{"n":-},' .. ok_map .. '}', 'expected a JSON value' },
+    { '{"metadata":{"n":01},' .. ok_map .. '}', "expected ',' or '}' in an object" },
+    { '{"metadata":{"a":' .. string.rep('[', 100) .. string.rep(']', 100) .. '},' .. ok_map .. '}', 'nested too deeply' },
+    { '{"metadata":{"a":' .. string.rep('[', 60) .. string.rep(']', 60) .. '},"weight_map":{"a\\u0000":"x"}}', 'NUL' },
+    { '{"weight_map":{"a":"x\255"}}', 'UTF-8' },
+  }
+  for i, c in ipairs(cases) do
+    local p = index('bad' .. i .. '.index.json', c[1])
+    local ok, err = pcall(H.raises, function() lat.load(p) end, 'checkpoint index ' .. p, c[2])
+    H.assert(ok, ('case %d (%s): %s'):format(i, c[1], tostring(err)))
+  end
+  -- what the index may hold besides the weight map: any JSON, kept in report.index_metadata
+  local p = index('rich.index.json', '{"metadata":{"total_size":8,"nested":{"list":[1,-2.5e-3,true,null,"s"]}},' ..
+    '"format_version":[1,{"x":false}],"weight_map":{"layer.0.bias":"' .. SHARD1 .. '","layer.0.weight":"' .. SHARD1 .. '"}}')
+  local t, _, report = lat.load(p)
+  H.assert(count(t) == 2 and report.index_metadata.nested.list[2] == -2.5e-3, 'the rich index')
+  H.raises(function() lat.load(SH .. '/no_such.index.json') end, SH .. '/no_such.index.json', 'No such file')
+  -- a zstd-compressed index reads too (the reader decompresses by the magic number)
+  if H.run('command -v zstd'):find('zstd') then
+    H.run(('zstd -q -f -o %s/z.index.json %s'):format(SH, INDEX))
+    H.assert(count(lat.load(SH .. '/z.index.json')) == 4, 'the compressed index')
+  end
+end)
+
 H.test('the library keeps working after rejecting files, without leaking', function()
   lat.collect()
   local live = lat.memory().live
   for _ = 1, 100 do
-    for _, p in ipairs{ DIR .. '/i64_late.safetensors', DIR .. '/cut2_f16.safetensors', DIR .. '/bool2.safetensors' } do
+    for _, p in ipairs{ DIR .. '/i64_late.safetensors', DIR .. '/cut2_f16.safetensors', DIR .. '/bool2.safetensors',
+                        SH .. '/bad11.index.json', SH .. '/bad20.index.json', SH .. '/missing.index.json' } do
       pcall(lat.load, p)
     end
   end
