@@ -182,27 +182,11 @@ end)
 
 -- ---------------------------------------------------------------- hostile files
 
-local function le64(n)
-  local s = {}
-  for k = 1, 8 do
-    s[k] = string.char(n % 256)
-    n = math.floor(n / 256)
-  end
-  return table.concat(s)
-end
+local F = require 'safetensors_files'
+local le64, entry, rejects = F.le64, F.entry, F.rejects
 
--- a file made of a header (JSON text) and data bytes
-local function raw(name, header, data)
-  return spit(DIR .. '/' .. name, le64(#header) .. header .. (data or ''))
-end
-
-local function rejects(path, ...)
-  return H.raises(function() lat.load(path) end, path, ...)
-end
-
-local function entry(name, dtype, shape, b, e)
-  return ('"%s":{"dtype":"%s","shape":[%s],"data_offsets":[%d,%d]}'):format(name, dtype, table.concat(shape, ','), b, e)
-end
+-- a file in DIR made of a header (JSON text) and data bytes
+local function raw(name, header, data) return F.raw(DIR .. '/' .. name, header, data) end
 
 H.test('a well-formed hand-made file loads (the base of the corruptions below)', function()
   local p = raw('hand.safetensors', '{' .. entry('a', 'F32', { 2 }, 0, 8) .. ',' .. entry('b', 'U8', { 3 }, 8, 11) .. '}  ',

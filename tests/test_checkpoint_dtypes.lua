@@ -120,29 +120,12 @@ end)
 
 -- ---------------------------------------------------------------- values a dtype cannot hold
 
-local function le64(n)
-  local s = {}
-  for k = 1, 8 do
-    s[k] = string.char(n % 256)
-    n = math.floor(n / 256)
-  end
-  return table.concat(s)
-end
+local F = require 'safetensors_files'
+local rejects = F.rejects
 
-local function raw(name, header, data)
-  return spit(DIR .. '/' .. name, le64(#header) .. header .. (data or ''))
-end
-
-local function entry(name, dtype, shape, b, e)
-  return ('"%s":{"dtype":"%s","shape":[%s],"data_offsets":[%d,%d]}'):format(name, dtype, table.concat(shape, ','), b, e)
-end
-
+-- DIR/name.safetensors holding one tensor 't'
 local function one(name, dtype, shape, data)
-  return raw(name .. '.safetensors', '{' .. entry('t', dtype, shape, 0, #data) .. '}', data)
-end
-
-local function rejects(path, ...)
-  return H.raises(function() lat.load(path) end, path, ...)
+  return F.raw(DIR .. '/' .. name .. '.safetensors', '{' .. F.entry('t', dtype, shape, 0, #data) .. '}', data)
 end
 
 local function int64s(list)
