@@ -44,11 +44,42 @@ int lat__sink_commit(lat_sink *s);
 /* Removes the temporary file; frees s. */
 void lat__sink_abort(lat_sink *s);
 
+/* ---- the dtypes of safetensors files that lat reads, and their conversions (io_dtype.c) ---- */
+/* The first three are lat's own dtypes, in lat_dtype's order, stored as they are kept. */
+enum {
+  LAT_FILE_F32, LAT_FILE_I32, LAT_FILE_U8, LAT_FILE_F16, LAT_FILE_BF16, LAT_FILE_F64,
+  LAT_FILE_I64, LAT_FILE_I16, LAT_FILE_I8, LAT_FILE_BOOL, LAT_FILE_DTYPES
+};
+typedef struct {
+  const char *name; /* as a safetensors header spells it */
+  int size;         /* bytes per value in the file */
+  int dtype;        /* the lat_dtype it is kept as */
+} lat_file_dtype;
+extern const lat_file_dtype lat__file_dtypes[LAT_FILE_DTYPES];
+/* what the reader's messages list as readable */
+#define LAT_FILE_DTYPES_READ                                                                    \
+  "F32, F16, BF16 and F64 as float32; I32, I64, I16 and I8 as int32; U8 and BOOL as uint8"
+/* the LAT_FILE_ number of a header's dtype name, -1 if lat does not read it */
+int lat__file_dtype(const char *name);
+/* Converts n values stored as fd (src, little-endian) to fd's lat dtype (dst). Returns -1, or
+ * the index of the first value that dtype cannot hold (an I64 beyond int32, a finite F64 beyond
+ * float32, a BOOL byte other than 0 and 1), where it stops. */
+int64_t lat__decode_values(int fd, void *dst, const void *src, int64_t n);
+/* The message for that value: src[k] is the tensor's element number `element`. */
+void lat__bad_value(int fd, const void *src, int64_t k, int64_t element, char *buf, size_t n);
+/* n float32 values (src) to fd: F32 as they are, F16 or BF16 rounded to nearest, ties to even
+ * (overflow gives infinity, a NaN stays a NaN of the same sign) */
+void lat__encode_values(int fd, void *dst, const void *src, int64_t n);
+
 /* ---- safetensors headers (io_safetensors.c), for the writer's checks (io_save.c) ---- */
 /* 0 if s (n bytes) is a JSON object of strings, else -1 with a message naming path */
 int lat__parse_metadata(const char *path, const char *s, size_t n);
 /* 0 if s (n bytes) is a header a reader accepts (as far as the header alone can tell) */
 int lat__check_header(const char *path, const char *s, size_t n);
+
+/* ---- the index of a sharded checkpoint (io_shard_index.c) ---- */
+/* Parses and checks index text s (n bytes) into a new index, NULL with a message naming path */
+lat_shard_index *lat__parse_shard_index(const char *path, const char *s, size_t n);
 
 /* ---- strict JSON pieces (io_json.c) ---- */
 /* A cursor over JSON text; on a syntax error, err names what was wrong and at (a byte offset)
@@ -71,6 +102,10 @@ char *lat__json_string(lat_json *j);
 /* a non-negative integer below 2^62 written in plain decimal (no fraction, no exponent); -1
  * on error */
 int64_t lat__json_uint(lat_json *j);
+
+/* skips any JSON value, checking its syntax (objects' keys are not checked for repeats);
+ * arrays and objects may nest depth deep. 0 on error. */
+int lat__json_skip(lat_json *j, int depth);
 
 /* A growing byte buffer for writing JSON. ok drops to 0 when memory runs out. */
 typedef struct {

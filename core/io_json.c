@@ -34,7 +34,7 @@ int lat__json_eat(lat_json *j, char c) {
 
 int lat__json_expect(lat_json *j, char c, const char *what) {
   if (lat__json_eat(j, c)) return 1;
-  return fail(j, j->pos >= j->n ? "the header ends too early" : what);
+  return fail(j, j->pos >= j->n ? "the JSON text ends too early" : what);
 }
 
 static int hex4(const char *s) {
@@ -161,6 +161,65 @@ int64_t lat__json_uint(lat_json *j) {
     return fail(j, "a number with an exponent where an integer belongs"), -1;
   j->pos = p;
   return (int64_t)v;
+}
+
+/* -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+static int skip_number(lat_json *j) {
+  size_t p = j->pos;
+  const char *s = j->s;
+#define DIGITS(p) ((p) < j->n && s[p] >= '0' && s[p] <= '9')
+  if (p < j->n && s[p] == '-') p++;
+  if (!DIGITS(p)) return fail(j, "expected a JSON value");
+  if (s[p] == '0') p++;
+  else while (DIGITS(p)) p++;
+  if (p < j->n && s[p] == '.') {
+    if (!DIGITS(p + 1)) return j->pos = p + 1, fail(j, "a number without digits after '.'");
+    for (p++; DIGITS(p); p++) {}
+  }
+  if (p < j->n && (s[p] == 'e' || s[p] == 'E')) {
+    p++;
+    if (p < j->n && (s[p] == '+' || s[p] == '-')) p++;
+    if (!DIGITS(p)) return j->pos = p, fail(j, "a number without digits in its exponent");
+    while (DIGITS(p)) p++;
+  }
+#undef DIGITS
+  j->pos = p;
+  return 1;
+}
+
+int lat__json_skip(lat_json *j, int depth) {
+  if (j->err) return 0;
+  lat__json_ws(j);
+  if (j->pos >= j->n) return fail(j, "the JSON text ends too early");
+  char c = j->s[j->pos];
+  if (c == '"') {
+    free(lat__json_string(j));
+    return !j->err;
+  }
+  if (c == '{' || c == '[') {
+    char close = c == '{' ? '}' : ']';
+    if (depth <= 0) return fail(j, "arrays and objects nested too deeply");
+    j->pos++;
+    if (lat__json_eat(j, close)) return 1;
+    do {
+      if (c == '{') {
+        free(lat__json_string(j));
+        if (!lat__json_expect(j, ':', "expected ':' after a key")) return 0;
+      }
+      if (!lat__json_skip(j, depth - 1)) return 0;
+    } while (lat__json_eat(j, ','));
+    return lat__json_expect(j, close, c == '{' ? "expected ',' or '}' in an object"
+                                               : "expected ',' or ']' in an array");
+  }
+  static const char *const WORDS[] = {"true", "false", "null"};
+  for (int k = 0; k < 3; k++) {
+    size_t len = strlen(WORDS[k]);
+    if (j->n - j->pos >= len && memcmp(j->s + j->pos, WORDS[k], len) == 0) {
+      j->pos += len;
+      return 1;
+    }
+  }
+  return skip_number(j);
 }
 
 /* ---- writing ---- */

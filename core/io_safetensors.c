@@ -1,5 +1,6 @@
 /* io_safetensors.c: reading checkpoints in the safetensors layout (8-byte little-endian header
- * length, a JSON header, the tensors' bytes) as hostile input; io_save.c writes them. */
+ * length, a JSON header, the tensors' bytes) as hostile input, converting the dtypes lat does
+ * not keep (io_dtype.c) as they are read; io_save.c writes them. */
 #include "io.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +14,7 @@ enum { MAX_HEADER = 100000000 }; /* as in the safetensors reference implementati
 
 typedef struct {
   char *name;
-  int dtype, ndim;
+  int stored, ndim; /* stored: the file's dtype, LAT_FILE_ */
   int64_t shape[LAT_MAX_DIMS];
   int64_t begin, end;
 } entry;
@@ -28,12 +29,12 @@ struct lat_checkpoint {
   int n;
   char **names;
   lat_tensor **tensors;
+  int *stored; /* each tensor's dtype in the file, LAT_FILE_ */
   char *metadata;
 };
 
-static const char *const DTYPE_NAMES[] = {"F32", "I32", "U8"};
-static const char *const OTHER_DTYPES[] = {"F64", "F16", "BF16", "I64", "I16", "I8", "U64",
-                                           "U32", "U16", "BOOL", "F8_E4M3", "F8_E5M2", "F4",
+/* dtypes of the safetensors format that lat has no dtype for */
+static const char *const OTHER_DTYPES[] = {"U64", "U32", "U16", "F8_E4M3", "F8_E5M2", "F4",
                                            "F6_E2M3", "F6_E3M2", "F8_E8M0", "E8M0", "C64"};
 
 static void header_free(header *h) {
@@ -54,21 +55,20 @@ static const char *shape_str(const entry *e, char *buf, size_t n) {
 static int parse_dtype(lat_json *j, entry *e, const char *path) {
   char *s = lat__json_string(j);
   if (!s) return -1;
-  for (int d = 0; d < 3; d++)
-    if (strcmp(s, DTYPE_NAMES[d]) == 0) {
-      e->dtype = d;
-      free(s);
-      return 0;
-    }
+  e->stored = lat__file_dtype(s);
+  if (e->stored >= 0) {
+    free(s);
+    return 0;
+  }
   int known = 0;
   for (size_t d = 0; d < sizeof OTHER_DTYPES / sizeof *OTHER_DTYPES; d++)
     known |= strcmp(s, OTHER_DTYPES[d]) == 0;
   if (known)
-    lat__fail("checkpoint %s: tensor '%.200s' has dtype %s, which lat does not read (it reads F32, "
-              "I32 and U8)", path, e->name, s);
+    lat__fail("checkpoint %s: tensor '%.200s' has dtype %s, which lat does not read: lat has no "
+              "dtype that holds it (it reads " LAT_FILE_DTYPES_READ ")", path, e->name, s);
   else
-    lat__fail("checkpoint %s: tensor '%.200s' has an unknown dtype '%.40s' (lat reads F32, I32 "
-              "and U8)", path, e->name, s);
+    lat__fail("checkpoint %s: tensor '%.200s' has an unknown dtype '%.40s' (lat reads "
+              LAT_FILE_DTYPES_READ ")", path, e->name, s);
   free(s);
   return -1;
 }
@@ -262,19 +262,26 @@ static int cmp_offset(const void *a, const void *b) {
 
 /* Sorts h by name and checks each entry's size and that the entries tile the data section
  * [0, *total) without gaps or overlaps. data (-1 if unknown) is the data section's size, used to
- * tell an offset out of range from a hole. order receives the entries in offset order. */
-static int check_layout(const char *path, header *h, int64_t data, entry **order, int64_t *total) {
+ * tell an offset out of range from a hole. order receives the entries in offset order; *kept
+ * gets the bytes the tensors take once converted to lat's dtypes (INT64_MAX if more). */
+static int check_layout(const char *path, header *h, int64_t data, entry **order, int64_t *total,
+                        int64_t *kept) {
   char b1[96];
   if (h->n > 1) qsort(h->e, (size_t)h->n, sizeof *h->e, cmp_name);
+  *kept = 0;
   for (int k = 0; k < h->n; k++) {
     entry *e = &h->e[k];
     if (k > 0 && strcmp(h->e[k - 1].name, e->name) == 0)
       return lat__failc("checkpoint %s: the header names tensor '%.200s' twice", path, e->name);
-    int64_t bytes = (int64_t)lat__dtype_size(e->dtype);
+    const lat_file_dtype *fd = &lat__file_dtypes[e->stored];
+    int64_t bytes = fd->size, as_kept;
     for (int d = 0; d < e->ndim; d++)
       if (__builtin_mul_overflow(bytes, e->shape[d], &bytes))
         return lat__failc("checkpoint %s: tensor '%.200s' has shape %s, too large", path, e->name,
                           shape_str(e, b1, sizeof b1));
+    if (__builtin_mul_overflow(bytes / fd->size, (int64_t)lat__dtype_size(fd->dtype), &as_kept) ||
+        __builtin_add_overflow(*kept, as_kept, kept))
+      *kept = INT64_MAX;
     if (e->end < e->begin)
       return lat__failc("checkpoint %s: tensor '%.200s': data_offsets [%lld, %lld] out of range: "
                         "the end comes before the beginning", path, e->name,
@@ -282,7 +289,7 @@ static int check_layout(const char *path, header *h, int64_t data, entry **order
     if (e->end - e->begin != bytes)
       return lat__failc("checkpoint %s: tensor '%.200s': size mismatch: shape %s of %s needs %lld "
                         "bytes, data_offsets [%lld, %lld] hold %lld", path, e->name,
-                        shape_str(e, b1, sizeof b1), DTYPE_NAMES[e->dtype], (long long)bytes,
+                        shape_str(e, b1, sizeof b1), fd->name, (long long)bytes,
                         (long long)e->begin, (long long)e->end, (long long)(e->end - e->begin));
     order[k] = e;
   }
@@ -314,8 +321,8 @@ int lat__check_header(const char *path, const char *s, size_t n) {
   header h;
   if (parse_header(path, s, n, &h) != 0) return -1;
   entry **order = malloc(((size_t)h.n + 1) * sizeof *order);
-  int64_t total = 0;
-  int rc = order ? check_layout(path, &h, -1, order, &total)
+  int64_t total = 0, kept = 0;
+  int rc = order ? check_layout(path, &h, -1, order, &total, &kept)
                  : lat__failc("checkpoint %s: out of memory", path);
   free(order);
   header_free(&h);
@@ -347,6 +354,36 @@ static int64_t count_rest(lat_source *src) {
   int64_t n = 0, r = 0;
   while (n < ((int64_t)1 << 26) && (r = lat__source_read(src, buf, sizeof buf)) > 0) n += r;
   return r < 0 ? -1 : n;
+}
+
+enum { STAGE_BYTES = 1 << 16 }; /* a whole number of values of every stored dtype */
+
+/* Reads tensor e's bytes (the next in src) into t, converting them from the stored dtype
+ * through stage (STAGE_BYTES) where the two differ. total is for the message of a truncation. */
+static int read_tensor(lat_source *src, const char *path, const entry *e, lat_tensor *t,
+                       void *stage, int64_t total) {
+  int64_t want = e->end - e->begin, done = 0;
+  const lat_file_dtype *fd = &lat__file_dtypes[e->stored];
+  int convert = e->stored != fd->dtype;
+  while (done < want) {
+    int64_t n = !convert ? want : want - done < STAGE_BYTES ? want - done : STAGE_BYTES;
+    int64_t got = lat__source_read(src, convert ? stage : t->data, n);
+    if (got < 0) return -1;
+    if (got < n) return truncated(path, total, e->begin + done + got), -1;
+    if (convert) {
+      int64_t first = done / fd->size, count = n / fd->size;
+      void *out = (char *)t->data + first * (int64_t)lat__dtype_size(fd->dtype);
+      int64_t bad = lat__decode_values(e->stored, out, stage, count);
+      if (bad >= 0) {
+        char why[200];
+        lat__bad_value(e->stored, stage, bad, first + bad, why, sizeof why);
+        return lat__failc("checkpoint %s: tensor '%.200s' (%s): %s", path, e->name, fd->name,
+                          why);
+      }
+    }
+    done += n;
+  }
+  return 0;
 }
 
 lat_checkpoint *lat_load_safetensors(const char *path) {
@@ -394,13 +431,19 @@ lat_checkpoint *lat_load_safetensors(const char *path) {
   if (parse_header(path, text, hlen, &h) != 0) return fail_load(src, NULL, NULL, NULL, text);
   entry **order = malloc(((size_t)h.n + 1) * sizeof *order);
   lat_tensor **ts = calloc((size_t)h.n + 1, sizeof *ts);
-  int64_t data = size >= 0 ? size - 8 - (int64_t)hlen : -1, total = 0;
+  int64_t data = size >= 0 ? size - 8 - (int64_t)hlen : -1, total = 0, kept = 0;
   if (!order || !ts) {
     lat__fail("checkpoint %s: out of memory", path);
     return fail_load(src, &h, order, ts, text);
   }
-  if (check_layout(path, &h, data, order, &total) != 0) return fail_load(src, &h, order, ts, text);
+  if (check_layout(path, &h, data, order, &total, &kept) != 0)
+    return fail_load(src, &h, order, ts, text);
   if (lat__source_check(src, 8 + (int64_t)hlen + total) != 0)
+    return fail_load(src, &h, order, ts, text);
+  /* converted to lat's dtypes, the tensors may take more memory than the file (F16: twice) */
+  char who[300];
+  snprintf(who, sizeof who, "checkpoint %.250s", path);
+  if (kept > total && lat__check_decoded(who, kept, 0, 0) != 0)
     return fail_load(src, &h, order, ts, text);
   if (data >= 0 && data < total) {
     truncated(path, total, data);
@@ -412,23 +455,29 @@ lat_checkpoint *lat_load_safetensors(const char *path) {
     return fail_load(src, &h, order, ts, text);
   }
   /* read the tensors in file order; ts is indexed like h.e (name order) */
+  void *stage = NULL;
   for (int k = 0; k < h.n; k++) {
     entry *e = order[k];
-    lat_tensor *t = lat__new(e->dtype, e->ndim, e->shape);
+    int dtype = lat__file_dtypes[e->stored].dtype;
+    lat_tensor *t = lat__new(dtype, e->ndim, e->shape);
     if (!t) {
       char why[256];
       snprintf(why, sizeof why, "%s", lat_error());
       lat__fail("checkpoint %s: tensor '%.200s': %s", path, e->name, why);
+      free(stage);
       return fail_load(src, &h, order, ts, text);
     }
     ts[e - h.e] = t;
-    got = lat__source_read(src, t->data, e->end - e->begin);
-    if (got < 0) return fail_load(src, &h, order, ts, text);
-    if (got < e->end - e->begin) {
-      truncated(path, total, e->begin + got);
+    if (e->stored != dtype && !stage && !(stage = malloc(STAGE_BYTES))) {
+      lat__fail("checkpoint %s: out of memory", path);
+      return fail_load(src, &h, order, ts, text);
+    }
+    if (read_tensor(src, path, e, t, stage, total) != 0) {
+      free(stage);
       return fail_load(src, &h, order, ts, text);
     }
   }
+  free(stage);
   if (data < 0) {
     int64_t rest = count_rest(src);
     if (rest < 0) return fail_load(src, &h, order, ts, text);
@@ -441,14 +490,18 @@ lat_checkpoint *lat_load_safetensors(const char *path) {
   }
   lat_checkpoint *c = calloc(1, sizeof *c);
   char **names = calloc((size_t)h.n + 1, sizeof *names);
+  int *stored = calloc((size_t)h.n + 1, sizeof *stored);
   char *meta = h.meta_end ? strndup(text + h.meta_at, h.meta_end - h.meta_at) : strdup("{}");
-  if (!c || !names || !meta) {
-    free(c), free(names), free(meta);
+  if (!c || !names || !stored || !meta) {
+    free(c), free(names), free(stored), free(meta);
     lat__fail("checkpoint %s: out of memory", path);
     return fail_load(src, &h, order, ts, text);
   }
-  for (int k = 0; k < h.n; k++) names[k] = h.e[k].name, h.e[k].name = NULL;
-  c->n = h.n, c->names = names, c->tensors = ts, c->metadata = meta;
+  for (int k = 0; k < h.n; k++) {
+    names[k] = h.e[k].name, h.e[k].name = NULL;
+    stored[k] = h.e[k].stored;
+  }
+  c->n = h.n, c->names = names, c->tensors = ts, c->stored = stored, c->metadata = meta;
   fail_load(src, &h, order, NULL, text); /* frees what is not kept */
   return c;
 }
@@ -465,6 +518,11 @@ lat_tensor *lat_checkpoint_tensor(const lat_checkpoint *c, int i) {
   return lat_retain(c->tensors[i]);
 }
 
+const char *lat_checkpoint_stored_dtype(const lat_checkpoint *c, int i) {
+  if (!c || i < 0 || i >= c->n) return lat__fail("checkpoint: no tensor number %d", i);
+  return lat__file_dtypes[c->stored[i]].name;
+}
+
 const char *lat_checkpoint_metadata(const lat_checkpoint *c) { return c ? c->metadata : "{}"; }
 
 void lat_checkpoint_free(lat_checkpoint *c) {
@@ -475,6 +533,7 @@ void lat_checkpoint_free(lat_checkpoint *c) {
   }
   free(c->names);
   free(c->tensors);
+  free(c->stored);
   free(c->metadata);
   free(c);
 }

@@ -1,5 +1,6 @@
-/* io_save.c: writing checkpoints in the safetensors layout, optionally zstd-compressed, through
- * a temporary file renamed over the old one, so that a killed run leaves the old file whole. */
+/* io_save.c: writing checkpoints in the safetensors layout, optionally zstd-compressed and with
+ * float32 tensors as F16 or BF16, through a temporary file renamed over the old one, so that a
+ * killed run leaves the old file whole. */
 #include "io.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,24 +9,27 @@
 typedef struct {
   const char *name;
   lat_tensor *t;
+  int stored; /* the dtype in the file, LAT_FILE_ */
 } item;
 
-static const char *const DTYPE_NAMES[] = {"F32", "I32", "U8"};
+static int64_t stored_bytes(const item *it) {
+  return it->t->numel_ * (int64_t)lat__file_dtypes[it->stored].size;
+}
 
 static int by_name(const void *a, const void *b) {
   return strcmp(((const item *)a)->name, ((const item *)b)->name);
 }
 
-/* the data section's order: 4-byte dtypes first, so that every tensor stays aligned */
+/* the data section's order: the widest dtypes first, so that every tensor stays aligned */
 static int by_layout(const void *a, const void *b) {
   const item *x = a, *y = b;
-  size_t sx = lat__dtype_size(x->t->dtype_), sy = lat__dtype_size(y->t->dtype_);
+  int sx = lat__file_dtypes[x->stored].size, sy = lat__file_dtypes[y->stored].size;
   if (sx != sy) return sx > sy ? -1 : 1;
   return strcmp(x->name, y->name);
 }
 
 static int check_items(const char *path, int n, const char **names, lat_tensor **tensors,
-                       item *it) {
+                       int float_stored, item *it) {
   for (int k = 0; k < n; k++) {
     if (!names[k]) return lat__failc("checkpoint %s: tensor %d has no name", path, k + 1);
     if (!tensors[k]) return lat__failc("checkpoint %s: tensor '%.200s' is NULL", path, names[k]);
@@ -34,6 +38,8 @@ static int check_items(const char *path, int n, const char **names, lat_tensor *
     if (tensors[k]->dtype_ < LAT_F32 || tensors[k]->dtype_ > LAT_U8)
       return lat__failc("checkpoint %s: tensor '%.200s' has an unknown dtype", path, names[k]);
     it[k].name = names[k], it[k].t = tensors[k];
+    /* lat's own dtypes are the first LAT_FILE_ numbers */
+    it[k].stored = tensors[k]->dtype_ == LAT_F32 ? float_stored : tensors[k]->dtype_;
   }
   qsort(it, (size_t)n, sizeof *it, by_name);
   for (int k = 1; k < n; k++)
@@ -55,9 +61,9 @@ static int build_header(const char *path, int n, const item *it, const char *met
   }
   for (int k = 0; k < n; k++) {
     const lat_tensor *t = it[k].t;
-    int64_t bytes = t->numel_ * (int64_t)lat__dtype_size(t->dtype_);
+    int64_t bytes = stored_bytes(&it[k]);
     lat__buf_json_string(b, it[k].name);
-    lat__buf_printf(b, ":{\"dtype\":\"%s\",\"shape\":[", DTYPE_NAMES[t->dtype_]);
+    lat__buf_printf(b, ":{\"dtype\":\"%s\",\"shape\":[", lat__file_dtypes[it[k].stored].name);
     for (int d = 0; d < t->ndim; d++)
       lat__buf_printf(b, d ? ",%lld" : "%lld", (long long)t->shape_[d]);
     lat__buf_printf(b, "],\"data_offsets\":[%lld,%lld]}%s", (long long)pos,
@@ -76,9 +82,28 @@ static int build_header(const char *path, int n, const item *it, const char *met
   return 0;
 }
 
+/* writes a tensor's values as it->stored, converting them through a buffer where they differ */
+static int write_values(lat_sink *s, const item *it) {
+  const lat_tensor *t = it->t;
+  if (it->stored == t->dtype_) return lat__sink_write(s, t->data, (size_t)stored_bytes(it));
+  enum { CHUNK = 1 << 14 };
+  uint16_t out[CHUNK];
+  for (int64_t k = 0; k < t->numel_; k += CHUNK) {
+    int64_t n = t->numel_ - k < CHUNK ? t->numel_ - k : CHUNK;
+    lat__encode_values(it->stored, out, t->f + k, n);
+    if (lat__sink_write(s, out, (size_t)n * sizeof *out)) return -1;
+  }
+  return 0;
+}
+
 int lat_save_safetensors(const char *path, int n, const char **names, lat_tensor **tensors,
-                         const char *metadata_json, int zstd_level) {
+                         const char *metadata_json, int zstd_level, const char *float_dtype) {
   if (!path) return lat__failc("checkpoint: path is NULL");
+  int float_stored = float_dtype ? lat__file_dtype(float_dtype) : LAT_FILE_F32;
+  if (float_stored != LAT_FILE_F32 && float_stored != LAT_FILE_F16 &&
+      float_stored != LAT_FILE_BF16)
+    return lat__failc("checkpoint %s: float32 tensors are written as F32, F16 or BF16, not as "
+                      "'%.40s'", path, float_dtype);
   if (n < 0 || (n > 0 && (!names || !tensors)))
     return lat__failc("checkpoint %s: %d tensors given without names or tensors", path, n);
   if (metadata_json && lat__parse_metadata(path, metadata_json, strlen(metadata_json)) != 0)
@@ -91,17 +116,14 @@ int lat_save_safetensors(const char *path, int n, const char **names, lat_tensor
     lat__fail("checkpoint %s: out of memory", path);
     goto done;
   }
-  if (check_items(path, n, names, tensors, it) != 0) goto done;
+  if (check_items(path, n, names, tensors, float_stored, it) != 0) goto done;
   if (build_header(path, n, it, metadata_json, &b, &data) != 0) goto done;
   lat_sink *s = lat__sink_open(path, zstd_level, 8 + (int64_t)b.n + data);
   if (!s) goto done;
   unsigned char len8[8];
   for (int k = 0; k < 8; k++) len8[k] = (unsigned char)((uint64_t)b.n >> (8 * k));
   int bad = lat__sink_write(s, len8, 8) || lat__sink_write(s, b.p, b.n);
-  for (int k = 0; k < n && !bad; k++) {
-    const lat_tensor *t = it[k].t;
-    bad = lat__sink_write(s, t->data, (size_t)t->numel_ * lat__dtype_size(t->dtype_));
-  }
+  for (int k = 0; k < n && !bad; k++) bad = write_values(s, &it[k]);
   if (bad) lat__sink_abort(s);
   else rc = lat__sink_commit(s);
 done:

@@ -215,20 +215,39 @@ LAT_API int lat_adamw_step_(lat_tensor *p, lat_tensor *grad, lat_tensor *m, lat_
                             double weight_decay);
 LAT_API int lat_sum_squares(lat_tensor *t, double *out);
 
-/* checkpoints (io_safetensors.c) */
+/* checkpoints (io_safetensors.c, io_save.c, io_dtype.c) */
 typedef struct lat_checkpoint lat_checkpoint;
 /* Writes n named tensors and metadata (a JSON object of string -> string, or NULL) to path in the
  * safetensors layout; zstd_level 0 writes it plain, any other value compresses the whole file
- * with that zstd level. Atomic: path.tmp.<pid> is written, synced and renamed over path. */
+ * with that zstd level. float_dtype ("F32" or NULL, "F16", "BF16") is the dtype float32 tensors
+ * are stored as, rounded to nearest, ties to even; int32 and uint8 ones are stored as I32 and
+ * U8. Atomic: path.tmp.<pid> is written, synced and renamed over path. */
 LAT_API int lat_save_safetensors(const char *path, int n, const char **names,
-                                 lat_tensor **tensors, const char *metadata_json, int zstd_level);
-/* Reads a checkpoint (zstd-compressed or not), checking everything; tensors in name order. */
+                                 lat_tensor **tensors, const char *metadata_json, int zstd_level,
+                                 const char *float_dtype);
+/* Reads a checkpoint (zstd-compressed or not), checking everything; tensors in name order.
+ * Stored dtypes that lat has no dtype for are converted as they are read: F16, BF16 (exactly)
+ * and F64 (rounded; a finite value beyond float32 is an error) to float32, I64 (each value must
+ * fit), I16 and I8 to int32, BOOL (bytes 0 and 1) to uint8. */
 LAT_API lat_checkpoint *lat_load_safetensors(const char *path);
 LAT_API int lat_checkpoint_count(const lat_checkpoint *c);
 LAT_API const char *lat_checkpoint_name(const lat_checkpoint *c, int i);
 LAT_API lat_tensor *lat_checkpoint_tensor(const lat_checkpoint *c, int i);
+/* the dtype tensor i has in the file, as safetensors names it ("F32", "F16", "I64", ...) */
+LAT_API const char *lat_checkpoint_stored_dtype(const lat_checkpoint *c, int i);
 LAT_API const char *lat_checkpoint_metadata(const lat_checkpoint *c);
 LAT_API void lat_checkpoint_free(lat_checkpoint *c);
+/* The index of a sharded checkpoint (model.safetensors.index.json: {"metadata": {...},
+ * "weight_map": {"tensor": "shard file", ...}}), checked as hostile input: every tensor once,
+ * every shard a file name beside the index. Entries in tensor-name order. (io_shard_index.c) */
+typedef struct lat_shard_index lat_shard_index;
+LAT_API lat_shard_index *lat_read_shard_index(const char *path);
+LAT_API int lat_shard_index_count(const lat_shard_index *x);
+LAT_API const char *lat_shard_index_tensor(const lat_shard_index *x, int i);
+LAT_API const char *lat_shard_index_shard(const lat_shard_index *x, int i);
+/* the index's "metadata" object as JSON text, "{}" if it has none */
+LAT_API const char *lat_shard_index_metadata(const lat_shard_index *x);
+LAT_API void lat_shard_index_free(lat_shard_index *x);
 
 /* The most bytes that reading one file (checkpoint, IDX, PNG) may decode to; a file that would
  * decode to more is refused before anything is allocated. Process-wide; the default is 8 GiB or

@@ -182,27 +182,11 @@ end)
 
 -- ---------------------------------------------------------------- hostile files
 
-local function le64(n)
-  local s = {}
-  for k = 1, 8 do
-    s[k] = string.char(n % 256)
-    n = math.floor(n / 256)
-  end
-  return table.concat(s)
-end
+local F = require 'safetensors_files'
+local le64, entry, rejects = F.le64, F.entry, F.rejects
 
--- a file made of a header (JSON text) and data bytes
-local function raw(name, header, data)
-  return spit(DIR .. '/' .. name, le64(#header) .. header .. (data or ''))
-end
-
-local function rejects(path, ...)
-  return H.raises(function() lat.load(path) end, path, ...)
-end
-
-local function entry(name, dtype, shape, b, e)
-  return ('"%s":{"dtype":"%s","shape":[%s],"data_offsets":[%d,%d]}'):format(name, dtype, table.concat(shape, ','), b, e)
-end
+-- a file in DIR made of a header (JSON text) and data bytes
+local function raw(name, header, data) return F.raw(DIR .. '/' .. name, header, data) end
 
 H.test('a well-formed hand-made file loads (the base of the corruptions below)', function()
   local p = raw('hand.safetensors', '{' .. entry('a', 'F32', { 2 }, 0, 8) .. ',' .. entry('b', 'U8', { 3 }, 8, 11) .. '}  ',
@@ -307,7 +291,7 @@ H.test('offsets out of range, overlapping or leaving holes', function()
 end)
 
 H.test('dtype strings lat does not read', function()
-  rejects(raw('d1.safetensors', '{' .. entry('h', 'F16', { 2 }, 0, 4) .. '}', '\0\0\0\0'), "tensor 'h' has dtype F16", 'lat does not read', 'F32, I32 and U8')
+  rejects(raw('d1.safetensors', '{' .. entry('h', 'C64', { 2 }, 0, 16) .. '}', string.rep('\0', 16)), "tensor 'h' has dtype C64", 'lat does not read', 'F32, F16, BF16 and F64 as float32')
   rejects(raw('d2.safetensors', '{' .. entry('h', 'F33', { 1 }, 0, 4) .. '}', '\0\0\0\0'), "unknown dtype 'F33'")
   rejects(raw('d3.safetensors', '{' .. entry('h', 'f32', { 1 }, 0, 4) .. '}', '\0\0\0\0'), "unknown dtype 'f32'")
 end)

@@ -54,7 +54,61 @@ for name, level in pairs({ plain = 0, zstd = 3 }) do
     write('json', 'metadata.json', '{"format":"pt","note":"caf\\u00e9 \\"quoted\\"\\n"}')
   end
 end
+
+-- a checkpoint in every dtype lat converts (as PyTorch and Hugging Face write them), plain and
+-- zstd: F16 and BF16 from lat.save, the others laid out by hand
+local ffi = require 'ffi'
+lat.save(tmp, { h = lat.tensor{ 1, -0.5, 65504, 6e-8 } }, { dtype = 'f16' })
+local f16 = read(tmp)
+assert(lat.load(tmp).h:numel() == 4)
+lat.save(tmp, { b = lat.tensor{ 3.5, -1e30 } }, { dtype = 'bf16' })
+write('safetensors', 'bf16.safetensors', read(tmp))
+write('safetensors', 'f16.safetensors', f16)
+local function le64(n)
+  local s = {}
+  for k = 1, 8 do s[k], n = string.char(n % 256), math.floor(n / 256) end
+  return table.concat(s)
+end
+local parts = {
+  { 'f64', 'F64', { 2 }, ffi.string(ffi.new('double[2]', { 0.1, -2 }), 16) },
+  { 'i64', 'I64', { 2 }, ffi.string(ffi.new('int64_t[2]', { 7, -2147483648LL }), 16) },
+  { 'i16', 'I16', { 2 }, ffi.string(ffi.new('int16_t[2]', { -32768, 5 }), 4) },
+  { 'i8', 'I8', { 3 }, '\128\0\127' },
+  { 'mask', 'BOOL', { 2, 2 }, '\1\0\0\1' },
+}
+local entries, data = {}, {}
+for _, p in ipairs(parts) do
+  local at = #table.concat(data)
+  entries[#entries + 1] = ('"%s":{"dtype":"%s","shape":[%s],"data_offsets":[%d,%d]}')
+    :format(p[1], p[2], table.concat(p[3], ','), at, at + #p[4])
+  data[#data + 1] = p[4]
+end
+local header = '{"__metadata__":{"format":"pt"},' .. table.concat(entries, ',') .. '}'
+local converted = le64(#header) .. header .. table.concat(data)
+write('safetensors', 'converted.safetensors', converted)
+write('json', 'header_converted.json', header)
+local p = assert(io.popen(('zstd -q -c > %q'):format(tmp), 'w'))
+p:write(converted)
+p:close()
+write('safetensors', 'converted_zstd.safetensors', read(tmp))
+local loaded = lat.load(tmp)
+assert(loaded.i64.dtype == 'int32' and loaded.mask.dtype == 'uint8' and loaded.f64.dtype == 'float32')
 os.remove(tmp)
+
+-- the index of a sharded checkpoint, as Hugging Face writes it
+local index = [[{
+  "metadata": {"total_size": 1024, "format": {"nested": [1, -2.5e-3, true, null]}},
+  "weight_map": {
+    "h.0.attn.c_attn.weight": "model-00001-of-00002.safetensors",
+    "h.0.ln_1.bias": "model-00001-of-00002.safetensors",
+    "wte.weight": "model-00002-of-00002.safetensors"
+  }
+}
+]]
+write('safetensors', 'model.safetensors.index.json', index)
+write('json', 'index.json', index)
+local ok, err = pcall(lat.load, out .. 'json/index.json')
+assert(not ok and err:find('is missing'), err) -- parsed, but its shards are not there
 
 -- IDX, plain and gzip'd: two 3x4 images (magic 0x0803) and their labels (0x0801), the header as
 -- Fashion-MNIST's, the pixels the first ones of its test set
