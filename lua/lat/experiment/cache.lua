@@ -8,6 +8,7 @@
 local core = require 'lat.core'
 local json = require 'lat.io.json'
 local fs = require 'lat.experiment.fs'
+local sys = require 'lat.core.sys'
 local seeds = require 'lat.experiment.seeds'
 local raise = core.raise
 
@@ -43,7 +44,7 @@ local function load(dir, kind)
 end
 
 local function remove(dir)
-  for _, name in ipairs(fs.list(dir) or {}) do os.remove(dir .. '/' .. name) end
+  for _, name in ipairs(sys.list(dir) or {}) do os.remove(dir .. '/' .. name) end
   os.remove(dir)
 end
 
@@ -64,11 +65,11 @@ function M.get(root, name, inputs, make)
   if not found then
     local value, info = make()
     local kind = kind_of(value)
-    local okp, err = fs.mkdir_p(root)
+    local okp, err = sys.mkdir_p(root)
     if not okp then raise(("cached '%s': %s"):format(name, err)) end
-    local tmp = ('%s/.%s-%s.tmp.%d'):format(root, name, seeds.hash(text), fs.pid())
+    local tmp = ('%s/.%s-%s.tmp.%d'):format(root, name, seeds.hash(text), sys.pid())
     remove(tmp)
-    fs.mkdir(tmp)
+    sys.mkdir(tmp)
     save(tmp, kind, value)
     fs.write_atomic(tmp .. '/info.json', json.encode({ kind = kind, info = info or {} }, { exact = true }) .. '\n')
     fs.write_atomic(tmp .. '/inputs.json', text .. '\n')

@@ -13,7 +13,7 @@
 --                     (a smoke test's gets a smoke_test column)
 local seeds = require 'lat.experiment.seeds'
 local cache = require 'lat.experiment.cache'
-local fs = require 'lat.experiment.fs'
+local sys = require 'lat.core.sys'
 
 local Ctx = {}
 Ctx.__index = Ctx
@@ -34,7 +34,7 @@ function Ctx:write_csv(name, columns, rows)
   for i, c in ipairs(columns) do marked[i] = c end
   if self.smoke then marked[#marked + 1] = 'smoke_test' end
   local path = self:path(name)
-  local tmp = ('%s.tmp.%d'):format(path, fs.pid())
+  local tmp = ('%s.tmp.%d'):format(path, sys.pid())
   local w = log.csv(tmp, marked)
   for _, r in ipairs(rows) do
     local values = {}

@@ -22,6 +22,7 @@
 local core = require 'lat.core'
 local args = require 'lat.args'
 local fs = require 'lat.experiment.fs'
+local sys = require 'lat.core.sys'
 local grid = require 'lat.experiment.grid'
 local shard = require 'lat.experiment.shard'
 local folder = require 'lat.experiment.folder'
@@ -123,7 +124,7 @@ local function record_of(p, recipe_file)
   local lat_git = folder.git_state(library_dir)
   if git and lat_git and git.commit == lat_git.commit then lat_git = nil end
   return { recipe = p.recipe.name, recipe_file = recipe_file, options = options, grid = keys, per_process = per_process, smoke_test = p.opt.quick,
-    git = git, lat_git = lat_git, lat_version = lat.version, date = os.date('!%Y-%m-%dT%H:%M:%SZ'), host = fs.host(),
+    git = git, lat_git = lat_git, lat_version = lat.version, date = os.date('!%Y-%m-%dT%H:%M:%SZ'), host = sys.host(),
     threads = lat.get_num_threads(), command = folder.command_line() }
 end
 
@@ -219,7 +220,7 @@ function E.run(recipe, argv, recipe_file)
     s.count > 1 and ('shard %d/%d (%s): %d of them, '):format(s.index, s.count, s.source, #mine) or '',
     #done > 0 and ('%d to run, %d done before'):format(#todo, #done) or ('%d to run'):format(#todo), f.dir))
   if opt.quick then print(recipe.name .. ': ' .. SMOKE) end
-  f:log(name, { event = 'start', date = os.date('!%Y-%m-%dT%H:%M:%SZ'), host = fs.host(), pid = fs.pid(),
+  f:log(name, { event = 'start', date = os.date('!%Y-%m-%dT%H:%M:%SZ'), host = sys.host(), pid = sys.pid(),
     threads = lat.get_num_threads(), command = folder.command_line(), configurations = #mine, todo = #todo })
   if #todo > 0 then
     local ctx = context.new{ opt = opt, dir = f.dir, shard = s, smoke = opt.quick }
@@ -229,14 +230,14 @@ function E.run(recipe, argv, recipe_file)
     for k, c in ipairs(todo) do
       ctx.config = c
       lat.manual_seed(ctx:seed('default generator')) -- nothing left over from the configuration before
-      local t0 = fs.now()
+      local t0 = sys.now()
       local ok, row = pcall(recipe.run, c, ctx)
       if not ok then
         f:log(name, { event = 'failed', key = c.key, error = tostring(row) })
         error(("configuration '%s': %s"):format(c.key, tostring(row)), 0)
       end
       if type(row) ~= 'table' then raise(("recipe '%s': run('%s') returned a %s, not a row table"):format(recipe.name, c.key, type(row))) end
-      local seconds = fs.now() - t0
+      local seconds = sys.now() - t0
       f:write_row(c.key, row, { seconds = seconds })
       f:log(name, { event = 'row', key = c.key, seconds = seconds })
       print(('[%d/%d] %s  %.1f s'):format(k, #todo, c.key, seconds))
