@@ -48,8 +48,8 @@ local function remove(dir)
   os.remove(dir)
 end
 
--- get(root, name, inputs, make) -> value, info, found: the stage `name` made from `inputs`
--- (plain values: what decides its content), from root/<name>-<hash>/ when it is there, else
+-- get(root, name, inputs, make) -> value, info, found, dir: the stage `name` made from `inputs`
+-- (plain values: what decides its content), from dir = root/<name>-<hash>/ when it is there, else
 -- make() -> value[, info] computed, saved and read back. info is a table of plain values kept
 -- beside it (e.g. how long it took); found says whether it was there.
 function M.get(root, name, inputs, make)
@@ -80,7 +80,7 @@ function M.get(root, name, inputs, make)
   if recorded ~= text .. '\n' then raise(("cached '%s': %s holds a stage made from other inputs (a hash collision?)"):format(name, dir)) end
   local meta = json.decode(fs.read(dir .. '/info.json') or '{}')
   if not FILES[meta.kind] then raise(("cached '%s': %s/info.json names no kind of value"):format(name, dir)) end
-  return load(dir, meta.kind), meta.info, found
+  return load(dir, meta.kind), meta.info, found, dir
 end
 
 return M

@@ -140,6 +140,13 @@ function F.open(path, record, how)
   if not ok then raise('run folder: ' .. err) end
   for _ = 1, 2 do -- a second round when a sibling shard created config.json under our feet
     local there = decode_file(path .. '/config.json')
+    if there and type(there.recipe) ~= 'string' then -- a config.json of lat.log.run_dir, not of a sweep
+      if not how.force then
+        raise(('%s holds a run folder that is no sweep\'s (its config.json names no recipe): choose another --out, or --force'):format(path))
+      end
+      fs.write_atomic(path .. '/config.json', text)
+      return finish(path)
+    end
     if there then
       local why, fatal = mismatch(path, there, record)
       if why and (fatal or not how.force) then raise(why .. (fatal and '' or ' (--force to overwrite it, or another --out)')) end
@@ -215,10 +222,10 @@ function F:read_row(key)
   return rec.row
 end
 
--- the keys of the run's grid that have no row yet
-function F:missing()
+-- the keys (default: the run's grid) that have no row yet
+function F:missing(keys)
   local out = {}
-  for _, k in ipairs(self.record.grid) do if not self:has_row(k) then out[#out + 1] = k end end
+  for _, k in ipairs(keys or self.record.grid) do if not self:has_row(k) then out[#out + 1] = k end end
   return out
 end
 
