@@ -112,8 +112,8 @@ return lat.experiment{
       return base
     end
     local threat = c.where and X.threat(c.where, c.eps)
-    local loss = D.loss(c, threat, { weight = opt.weight, steps = opt.attack_steps, rng = lat.Generator(c.seed + 1000) })
-    return X.defend(s, { name = c.name, defence = c.defence, threat = threat }, loss, opt, c.seed)
+    local loss = D.loss(c, threat, { weight = opt.weight, steps = opt.attack_steps, rng = ctx:generator('attack') })
+    return X.defend(s, { name = c.name, defence = c.defence, seed = c.seed, threat = threat }, loss, opt, ctx:generator('data order'))
   end,
 
   summarise = function(rows, ctx)

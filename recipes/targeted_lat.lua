@@ -129,8 +129,9 @@ return lat.experiment{
     end
     local threat = c.kind and lat.threat{ where = c.where, norm = 'l2', eps = c.eps, relative = true, granularity = 'token',
       mask = function() return s.prompt_mask end }
-    local loss = c.kind and defence_loss(c, threat, opt, lat.Generator(c.seed + 1000))
-    return X.defend(s, { name = c.name, defence = c.defence, threat = threat }, loss, opt, c.seed, s.sampler, 30)
+    local loss = c.kind and defence_loss(c, threat, opt, ctx:generator('attack'))
+    return X.defend(s, { name = c.name, defence = c.defence, seed = c.seed, threat = threat }, loss, opt, ctx:generator('data order'),
+      s.sampler, 30)
   end,
 
   summarise = function(rows, ctx)

@@ -117,10 +117,7 @@ local function implant(opt, s)
     optimizer = lat.optim.AdamW(model:named_parameters(), { lr = opt.lr, weight_decay = opt.weight_decay }),
     schedule = lat.optim.schedule.warmup_cosine{ base = opt.lr, warmup = math.min(100, loader:len()), total = opt.epochs * loader:len(), min = 0 },
     loss = function(m, b) return lat.cross_entropy(m(b.x), b.y) end }
-  -- the dropout generator goes on from here in the fine-tunes (as before the port)
-  local g
-  for _, m in ipairs(model:modules()) do if m.__name == 'Dropout' then g = m.rng end end
-  return model, { seconds = now() - t0, dropout_rng = { tonumber(g.seed), tonumber(g.offset) } }
+  return model, { seconds = now() - t0 }
 end
 
 -- ---------------------------------------------------------------- evaluation of one model
@@ -152,9 +149,8 @@ local function defences(opt)
     lat = D.pairs_of(list(opt.lat_layers), list(opt.lat_eps, 'number')) }
 end
 
-local function configuration(c, seed, index)
-  return { key = ('%s seed=%d'):format(c.name, seed), name = c.name, defence = c.defence, where = c.where, eps = c.eps,
-    seed = seed, index = index }
+local function configuration(c, seed)
+  return { key = ('%s seed=%d'):format(c.name, seed), name = c.name, defence = c.defence, where = c.where, eps = c.eps, seed = seed }
 end
 
 -- The headline's configurations: clean fine-tuning and the best AT and LAT settings: among
@@ -245,9 +241,6 @@ return lat.experiment{
       function() return implant(opt, s) end)
     ctx:link('trojaned.safetensors', dir .. '/model.safetensors')
     print(('trojaned model: %s (%.0f s of training)'):format(found and ('found in the cache, ' .. dir) or 'trained here', info.seconds))
-    local g = lat.Generator(0)
-    g.seed, g.offset = info.dropout_rng[1], info.dropout_rng[2]
-    for _, m in ipairs(model:modules()) do if m.__name == 'Dropout' then m.rng = g end end
     s.model, s.seconds, s.state = model, info.seconds, {}
     for k, v in pairs(model:state_dict()) do s.state[k] = v:clone() end
     return s
@@ -262,17 +255,16 @@ return lat.experiment{
       end
     end
     local out = { { key = D.UNDEFENDED, name = D.UNDEFENDED, seed = opt.seed } }
-    for i, c in ipairs(configs) do out[#out + 1] = configuration(c, opt.seed, i) end
+    for _, c in ipairs(configs) do out[#out + 1] = configuration(c, opt.seed) end
     return out
   end,
 
   -- the headline's configurations at the other --seeds
   followup = function(rows, opt)
-    local configs, index, out = defences(opt), {}, {}
-    for i, c in ipairs(configs) do index[c.name] = i end
+    local configs, out = defences(opt), {}
     for _, seed in ipairs(list(opt.seeds, 'number')) do
       if seed ~= opt.seed then
-        for _, r in ipairs(headline_of(rows, opt)) do out[#out + 1] = configuration(configs[index[r.name]], seed, index[r.name]) end
+        for _, r in ipairs(headline_of(rows, opt)) do out[#out + 1] = configuration(D.find(configs, r.name), seed) end
       end
     end
     return out
@@ -290,13 +282,13 @@ return lat.experiment{
       end
       return row
     end
-    -- the seed sets the data order, dropout and the attack's random starts
+    -- the data order, dropout and the attack's random starts: from this configuration's own seeds
     s.model:load_state_dict(s.state)
-    local seed = 1000 * c.seed + c.index
-    lat.manual_seed(seed)
+    local dropout = ctx:generator('dropout')
+    for _, m in ipairs(s.model:modules()) do if m.__name == 'Dropout' then m.rng = dropout end end
     local threat = c.where and per_token(s, c.where, c.eps)
-    local loss = D.loss(c, threat, { weight = opt.weight, steps = opt.steps })
-    local loader = lat.data.DataLoader(s.ft_data, { batch_size = opt.batch, shuffle = true, seed = seed })
+    local loss = D.loss(c, threat, { weight = opt.weight, steps = opt.steps, rng = ctx:generator('attack') })
+    local loader = lat.data.DataLoader(s.ft_data, { batch_size = opt.batch, shuffle = true, seed = ctx:seed('data order') })
     local t1 = now()
     -- no weight decay: it would shrink the trigger words' embeddings, which clean data never updates
     lat.train.fit{ model = s.model, loader = loader, epochs = opt.ft_epochs, loss = loss, clip = 1.0,

@@ -77,11 +77,6 @@ local function evaluate(s, opt, name, defence)
   return row
 end
 
--- Before the port the default generator ran on from one configuration to the next; kept here
--- so that the port writes the same numbers (a single process, in grid order).
-local function rng_state() return { lat.default_generator.seed, lat.default_generator.offset } end
-local function set_rng_state(st) lat.default_generator.seed, lat.default_generator.offset = st[1], st[2] end
-
 return lat.experiment{
   name = 'vision_trojans',
   about = 'Trojans in a Fashion-MNIST ResNet, then fine-tuning with no defence, RLP, AT and LAT; held-out attacks and trojan success rates.',
@@ -103,6 +98,7 @@ return lat.experiment{
     lat_eps = { '0.1,0.3', 'LAT radii (L2, relative to the activation norm)', 'nonnegative list' },
     rlp_layer = { 'layer2', 'the layer of the random latent perturbation control (RLP)' },
     rlp_eps = { 0.3, "RLP's radius (L2, relative)", 'nonnegative' },
+    seeds = { '1', 'fine-tuning seeds: each defence is fine-tuned once per seed, all on the one trojaned model', 'natural list' },
     eval_examples = { 500, 'test images for the held-out attacks', 'count' },
     asr_examples = { 3000, "test images for the trojans' success rates", 'count' },
     fit_examples = { 1000, 'training images, never fine-tuned on, the patch and UAP attacks are fitted on', 'count' },
@@ -135,25 +131,25 @@ return lat.experiment{
     print(('trojaned model: %s (%.0f s of training)'):format(found and ('found in the cache, ' .. dir) or 'trained here', info.seconds))
     s.model, s.state = model, {}
     for k, v in pairs(model:state_dict()) do s.state[k] = v:clone() end
-    s.rng = rng_state()
     return s
   end,
 
-  -- the undefended model, then the defences
+  -- the undefended model, then the defences at each fine-tuning seed
   grid = function(opt)
-    local out = { { key = D.UNDEFENDED, defence = 'undefended' } }
+    local out = { { key = D.UNDEFENDED, name = D.UNDEFENDED, seed = opt.seed } }
     local configs = D.list{ format = '%.2g', rlp = { opt.rlp_layer, opt.rlp_eps }, at = { 'input', list(opt.at_eps, 'number') },
       lat = D.pairs_of(list(opt.lat_layers), list(opt.lat_eps, 'number')) }
-    for i, c in ipairs(configs) do
-      out[#out + 1] = { key = c.name, defence = c.defence, where = c.where, eps = c.eps, index = i }
+    for _, seed in ipairs(list(opt.seeds, 'number')) do
+      for _, c in ipairs(configs) do
+        out[#out + 1] = { key = ('%s seed=%d'):format(c.name, seed), name = c.name, defence = c.defence, where = c.where, eps = c.eps, seed = seed }
+      end
     end
     return out
   end,
 
   run = function(c, ctx)
     local s, opt = ctx.setup, ctx.opt
-    set_rng_state(s.rng)
-    if c.key == D.UNDEFENDED then
+    if c.name == D.UNDEFENDED then
       -- Do the corruptions set off a trojan? (A noise corruption can look like the blended noise
       -- trigger.) A flagged corruption still counts as a held-out attack, but the table says so.
       local checks = HO.trigger_check(s.model, s.suite, s.trojans, s.eval_set)
@@ -163,27 +159,25 @@ return lat.experiment{
       end
       print(('corruptions that act like a trigger on the trojaned model: %s'):format(#flagged > 0 and table.concat(flagged, '; ') or 'none'))
       local row = evaluate(s, opt, D.UNDEFENDED, 'none (trojaned model)')
-      row.trigger_check = checks
+      row.trigger_check, row.seed = checks, c.seed
       for _, t in ipairs(s.trojans) do
         print(('  trojan %-11s target %d: ASR %.1f%%'):format(t.name, t.target, 100 * row['asr_' .. t.name]))
       end
-      s.rng = rng_state()
       return row
     end
     s.model:load_state_dict(s.state)
     local threat = threat_of(c)
-    local loss = D.loss(c, threat, { weight = opt.weight, steps = opt.steps })
-    local loader = lat.data.DataLoader(s.ft_data, { batch_size = opt.batch, shuffle = true, seed = opt.seed + c.index })
+    local loss = D.loss(c, threat, { weight = opt.weight, steps = opt.steps, rng = ctx:generator('attack') })
+    local loader = lat.data.DataLoader(s.ft_data, { batch_size = opt.batch, shuffle = true, seed = ctx:seed('data order') })
     local t0 = now()
     lat.train.fit{ model = s.model, loader = loader, epochs = opt.ft_epochs, loss = loss,
       optimizer = lat.optim.SGD(s.model:named_parameters(), { lr = opt.ft_lr, momentum = 0.9 }) }
     local seconds = now() - t0
-    local row = evaluate(s, opt, c.key, c.defence)
-    row.train_seconds = seconds
+    local row = evaluate(s, opt, c.name, c.defence)
+    row.train_seconds, row.seed = seconds, c.seed
     for k, v in pairs(D.threat_fields(threat)) do row[k] = v end
-    print(('  %-18s clean %.1f%%  held-out %.1f%%  mean ASR %.1f%%'):format(c.key, 100 * row.clean_accuracy,
+    print(('  %-18s seed %d: clean %.1f%%  held-out %.1f%%  mean ASR %.1f%%'):format(c.name, c.seed, 100 * row.clean_accuracy,
       100 * row.robustness, 100 * row.trojan_asr))
-    s.rng = rng_state()
     return row
   end,
 
@@ -212,16 +206,16 @@ return lat.experiment{
     lat.plot.scatter{ path = ctx:path('pareto_trojans.png'), title = 'Fashion-MNIST: clean accuracy vs trojan removal',
       xlabel = 'clean accuracy', ylabel = '1 - mean trojan ASR', points = points(function(r) return 1 - r.trojan_asr end), pareto = true }
 
-    print('\n' .. ctx:heading(('%-18s %7s %9s %9s %9s  %s'):format('model', 'clean', 'held-out', 'attacks', 'mean ASR', 'flags')))
+    print('\n' .. ctx:heading(('%-18s %4s %7s %9s %9s %9s  %s'):format('model', 'seed', 'clean', 'held-out', 'attacks', 'mean ASR', 'flags')))
     for _, r in ipairs(rows) do
-      print(('%-18s %6.1f%% %8.1f%% %8.1f%% %8.1f%%  %s'):format(r.name, 100 * r.clean_accuracy, 100 * r.robustness,
+      print(('%-18s %4d %6.1f%% %8.1f%% %8.1f%% %8.1f%%  %s'):format(r.name, r.seed, 100 * r.clean_accuracy, 100 * r.robustness,
         100 * r.robustness_attacks, 100 * r.trojan_asr, r.flags or ''))
     end
     print(ok and 'plots: pareto_robustness.png, pareto_attacks.png, pareto_trojans.png, triggers.png' or ('no plots: ' .. tostring(why)))
   end,
 
   columns = function(rows, opt)
-    local columns = { 'name', 'defence', 'clean_accuracy', 'robustness', 'robustness_attacks', 'heldout_mean', 'trojan_asr' }
+    local columns = { 'name', 'defence', 'seed', 'clean_accuracy', 'robustness', 'robustness_attacks', 'heldout_mean', 'trojan_asr' }
     for _, t in ipairs(trojans_of(opt)) do columns[#columns + 1] = 'asr_' .. t.name end
     for _, f in ipairs(rows[1].family_order) do columns[#columns + 1] = 'family_' .. f end
     for _, k in ipairs({ 'flags', 'threat', 'eps_kind', 'train_seconds', 'eval_seconds' }) do columns[#columns + 1] = k end

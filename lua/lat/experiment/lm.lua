@@ -230,14 +230,13 @@ function X.origin(info)
   return ('pretrained here in %.0f s'):format(info.seconds)
 end
 
--- finetune(model, d, loss, opt, seed[, label, sampler]) -> seconds, final running loss:
+-- finetune(model, d, loss, opt, rng[, label, sampler]) -> seconds, final running loss:
 -- opt.ft_steps steps of AdamW (constant lr opt.ft_lr) on good text only; loss =
 -- function(model, batch) -> loss[, extra] (nil: plain next-token loss); sampler(rng) -> a batch
--- source (default: random windows of the clean good text)
-function X.finetune(model, d, loss, opt, seed, label, sampler)
+-- source (default: random windows of the clean good text); rng draws the batches
+function X.finetune(model, d, loss, opt, rng, label, sampler)
   local optimizer = lat.optim.AdamW(model:named_parameters(), { lr = opt.ft_lr, weight_decay = 0 })
   local t0 = now()
-  local rng = lat.Generator(seed)
   local sample = sampler and sampler(rng) or X.sampler(d.good_clean, nil, opt.batch, 0, rng)
   local final = loop(model, sample, opt.ft_steps, { optimizer = optimizer, loss = loss or lm_loss }, label or 'fine-tune')
   return now() - t0, final
@@ -316,12 +315,14 @@ function X.columns()
   return out
 end
 
--- defend(s, c, loss, opt, seed[, sampler, width]) -> the row of configuration c: the trojaned
--- weights (s = X.setup's), fine-tuned with loss (X.finetune), evaluated, with the threat's fields
-function X.defend(s, c, loss, opt, seed, sampler, width)
+-- defend(s, c, loss, opt, rng[, sampler, width]) -> the row of c = { name =, defence =, seed =,
+-- threat = }: the trojaned weights (s = X.setup's) fine-tuned with loss on batches drawn by rng
+-- (X.finetune), evaluated, with the threat's fields
+function X.defend(s, c, loss, opt, rng, sampler, width)
   s.model:load_state_dict(s.state)
-  local seconds = X.finetune(s.model, s.d, loss, opt, seed, c.name, sampler)
+  local seconds = X.finetune(s.model, s.d, loss, opt, rng, c.name, sampler)
   local row = X.evaluate(s.model, s.d, opt)
+  local seed = c.seed
   row.name, row.defence, row.seed, row.train_seconds = c.name, c.defence, seed, seconds
   if c.threat then
     for k, v in pairs(D.threat_fields(c.threat)) do row[k] = v end
