@@ -21,10 +21,14 @@ cd "$(dirname "$0")/.."
 #   clang libclang-rt-14-dev libomp-14-dev
 #                                      the fuzz build (tests/fuzz/run.sh): clang, its libFuzzer and
 #                                      sanitizer runtimes, and its OpenMP runtime
+#   openmpi-bin libopenmpi-dev         Open MPI: mpirun, and the library data-parallel training
+#                                      (build/liblat_mpi.so, lat.dist) is built against
+#   slurm-wlm munge                    Slurm's controller, node daemon and commands, and its
+#                                      authentication, for the single-node cluster of tests/slurm
 PACKAGES="build-essential cmake pkg-config libluajit-5.1-dev libopenblas-dev libopenblas0-openmp libpng-dev
   libzstd-dev zlib1g-dev libedit-dev lua-cjson python3-torch python3-numpy bc zstd gnuplot-nox
   python3-ipykernel jupyter-client jupyter-nbconvert jupyter-notebook
-  clang libclang-rt-14-dev libomp-14-dev"
+  clang libclang-rt-14-dev libomp-14-dev openmpi-bin libopenmpi-dev slurm-wlm munge"
 
 missing=""
 for p in $PACKAGES; do

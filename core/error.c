@@ -18,7 +18,7 @@ void *lat__fail(const char *fmt, ...) {
   return NULL;
 }
 
-int lat__failc(const char *fmt, ...) {
+int lat_fail(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   set(fmt, ap);

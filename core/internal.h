@@ -10,7 +10,7 @@
 /* ---- errors (error.c) ---- */
 /* Formats the thread-local message; returns NULL so ops can write `return lat__fail(...)`. */
 void *lat__fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-int lat__failc(const char *fmt, ...) __attribute__((format(printf, 1, 2))); /* returns -1 */
+#define lat__failc lat_fail /* returns -1 (lat.h) */
 /* "[2, 3, 4]" into buf; for messages */
 const char *lat__shape_str(const lat_tensor *t, char *buf, size_t n);
 #define SHAPE(t) lat__shape_str((t), (char[96]){0}, 96)

@@ -245,6 +245,10 @@ LAT_API lat_tensor *lat_read_png(const char *path);
 LAT_API int lat_write_png(const char *path, lat_tensor *t);
 /* LAT_FFI_END */
 
+/* For C libraries built on liblat (liblat_mpi, a user's extension): leaves a printf-formatted
+ * message in lat_error() and returns -1, as liblat's own failing calls do. */
+LAT_API int lat_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 #ifdef __cplusplus
 }
 #endif

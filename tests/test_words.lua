@@ -37,6 +37,12 @@ H.test('a tokenizer with Latin-1 words survives a UTF-8 checkpoint', function()
   H.raises(function() W.from_string('{') end, 'not a saved tokenizer')
 end)
 
+H.test('a saved tokenizer is the same text in every process (its keys in sorted order)', function()
+  local tok = W.train({ 'b a c a' }, { min_count = 1, buckets = 4 })
+  local s = tok:to_string()
+  H.assert(s:find('^{"buckets":4,"words":%[') ~= nil, 'keys not in sorted order: ' .. s)
+end)
+
 H.test('the bucket hash is 32-bit FNV-1a', function()
   -- reference values of FNV-1a 32 (computed independently)
   H.assert(W.hash('a') == 3826002220 and W.hash('foobar') == 3214735720, 'FNV-1a test vectors')

@@ -180,11 +180,22 @@ static void register_cli(lua_State *L) {
   lua_pop(L, 2);
 }
 
+/* lat.cli.failed = true: the script raised an error or asked for a failing exit status, for the
+ * finalisers that lua_close runs and that must know (lat.dist ends MPI by aborting the job then) */
+static void mark_failed(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, "lat.cli");
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "failed");
+  lua_pop(L, 1);
+}
+
 /* os.exit(code[, close]): LuaJIT's, but closing the Lua state unless close is false, so that the
  * finalisers free what the Lua heap held and LeakSanitizer (.ci/sanitize.sh) sees a clean exit
  * rather than every live tensor as a leak. */
 static int exit_closing(lua_State *L) {
   int close = lua_isnoneornil(L, 2) || lua_toboolean(L, 2);
+  int ok = lua_isnoneornil(L, 1) || (lua_isboolean(L, 1) ? lua_toboolean(L, 1) : lua_tointeger(L, 1) == 0);
+  if (!ok) mark_failed(L);
   lua_settop(L, 1);
   lua_pushboolean(L, close);
   lua_pushvalue(L, lua_upvalueindex(1));
@@ -214,6 +225,7 @@ static void set_paths(lua_State *L) {
 }
 
 static int report(lua_State *L, int rc) {
+  if (rc) mark_failed(L);
   if (rc && !lua_isnil(L, -1)) {
     const char *msg = lua_tostring(L, -1);
     fprintf(stderr, "lat: %s\n", msg ? msg : "(error object is not a string)");

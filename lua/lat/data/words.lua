@@ -113,11 +113,11 @@ local function unescape(w) return (w:gsub('%%(%x%x)', function(h) return string.
 function Tok:to_string()
   local words = {}
   for i, w in ipairs(self.words) do words[i] = escape(w) end
-  return require('cjson').encode{ words = words, buckets = self.buckets }
+  return require('lat.io.json').encode{ words = words, buckets = self.buckets } -- sorted keys: same bytes every run
 end
 
 function W.from_string(s)
-  local ok, t = pcall(require('cjson').decode, s)
+  local ok, t = pcall(require('lat.io.json').decode, s)
   if not ok or type(t) ~= 'table' or type(t.words) ~= 'table' or type(t.buckets) ~= 'number' then
     raise('words.from_string: not a saved tokenizer')
   end

@@ -6,12 +6,16 @@
 --                  evaluate = function(model, epoch) return { val_acc = ... } end (optional),
 --                  log = lat.log.run_dir(...) (optional), on_step = function(info) end (optional),
 --                  progress = false (optional: no progress bar) }
+-- Under mpirun with several ranks (lat.dist), each step trains on this rank's rows of the global
+-- batch and averages the gradients, the loss and the metrics over the ranks; only rank 0 shows
+-- progress and writes metrics.
 local core = require 'lat.core'
 local lat = require 'lat.tensor'
 local optim = require 'lat.optim'
 local log = require 'lat.log'
 local sys = require 'lat.core.sys'
 local F = require 'lat.tensor.finite'
+local dist = require 'lat.dist'
 local raise = core.raise
 
 local M = {}
@@ -26,7 +30,9 @@ end
 -- (model, batch, { step = that step }). Returns the loss (a number), the loss function's extra
 -- metrics (or nil) and the gradient norm before clipping (when clipping). A loss or a gradient
 -- that is not finite raises an error naming the step, and the layer or the parameter
--- (tensor/finite.lua).
+-- (tensor/finite.lua). With several ranks, the loss function sees this rank's rows only
+-- (lat.dist.Part), and the loss, metrics, gradients and model buffers are averaged over the
+-- ranks; a fresh optimizer first takes rank 0's parameters and buffers.
 function M.step(cfg, batch)
   if type(cfg) ~= 'table' then raise('train.step: expected a configuration table, got ' .. type(cfg)) end
   if type(cfg.loss) ~= 'function' then raise('train: loss must be a function(model, batch) -> loss, got ' .. type(cfg.loss)) end
@@ -35,6 +41,11 @@ function M.step(cfg, batch)
   end
   local opt = cfg.optimizer
   local step = opt.steps + 1
+  local part = dist.size() > 1 and dist.Part(batch)
+  if part then
+    if opt.steps == 0 then part:share(opt.params, cfg.model) end
+    batch = part.batch
+  end
   if cfg.schedule then opt:set_lr(cfg.schedule(step)) end
   opt:zero_grad()
   local info = { step = step }
@@ -49,6 +60,7 @@ function M.step(cfg, batch)
       function() cfg.loss(cfg.model, batch, info) end)
   end
   loss:backward()
+  if part then value, extra = part:reduce(opt.params, value, extra, cfg.model) end
   if F.enabled then
     for i, p in ipairs(opt.params) do
       local g = p.ptr.grad_
@@ -75,7 +87,7 @@ function M.epoch(cfg, epoch)
   local model, loader, opt = cfg.model, cfg.loader, cfg.optimizer
   model:train()
   local bar = log.progress{ label = label(cfg, epoch), total = loader:len(), unit = 'batch',
-    mode = cfg.progress == false and 'off' or nil }
+    mode = (cfg.progress == false or not dist.is_main()) and 'off' or nil }
   local t0 = sys.now()
   local sum, n, extra_sum = 0, 0, {}
   local shown = {}
@@ -122,7 +134,7 @@ function M.fit(cfg)
     raise(('train.fit: clip must be a number > 0, got %s'):format(tostring(cfg.clip)))
   end
   local model, opt = cfg.model, cfg.optimizer
-  local metrics = cfg.log and cfg.log:jsonl('metrics')
+  local metrics = cfg.log and dist.is_main() and cfg.log:jsonl('metrics')
   local history = {}
   for epoch = cfg.start_epoch or 1, cfg.epochs do
     local t0 = sys.now()
@@ -137,7 +149,7 @@ function M.fit(cfg)
         rec[k] = number_of(v)
         shown[#shown + 1] = ('%s=%s'):format(k, type(rec[k]) == 'number' and ('%.4g'):format(rec[k]) or tostring(rec[k]))
       end
-      if cfg.progress ~= false and #shown > 0 then
+      if cfg.progress ~= false and dist.is_main() and #shown > 0 then
         table.sort(shown)
         io.stderr:write(('%s  %s\n'):format(label(cfg, epoch), table.concat(shown, '  ')))
       end
