@@ -1,7 +1,9 @@
 -- The paper recipes as sweeps (lat.experiment), in their --quick form: a run killed with kill -9
--- mid-sweep and resumed, and shards 0/2 + 1/2 merged, give the results of one uninterrupted
--- process; a second run finds the trojaned model in the cache; adding a configuration changes no
--- other row. Results are compared without their time columns (*_seconds), which differ between runs.
+-- mid-sweep and resumed, shards 0/2 + 1/2 merged, and the two ranks of mpirun -np 2 give the
+-- results of one uninterrupted process; a second run finds the trojaned model in the cache;
+-- adding a configuration changes no other row. Results are compared without their time columns
+-- (*_seconds), which differ between runs. Without liblat_mpi the mpirun case says why and the test
+-- exits 77 (skipped) after the others.
 local H = require 'harness'
 local lat = require 'lat'
 local json = require 'lat.io.json'
@@ -14,9 +16,10 @@ os.execute(("rm -rf '%s' && mkdir -p '%s'"):format(TMP, TMP))
 local ENV = 'LAT_NUM_THREADS=1 LAT_PROGRESS=plain'
 local CACHE = TMP .. '/cache'
 
--- the shell command that runs a recipe --quick with a run folder in TMP
-local function command(recipe, out, words)
-  return ("%s '%s' '%srecipes/%s.lua' --quick --threads=1 --cache='%s' --out='%s/%s' %s"):format(ENV, LAT, repo, recipe, CACHE, TMP, out, words or '')
+-- the shell command that runs a recipe --quick with a run folder in TMP (launched by launcher)
+local function command(recipe, out, words, launcher)
+  return ("%s %s '%s' '%srecipes/%s.lua' --quick --threads=1 --cache='%s' --out='%s/%s' %s"):format(ENV, launcher or '', LAT, repo, recipe,
+    CACHE, TMP, out, words or '')
 end
 
 local function run(recipe, out, words)
@@ -107,6 +110,24 @@ H.test('text_trojans --quick: adding an AT radius changes no other row', functio
   for _, key in ipairs({ 'undefended', 'clean fine-tune seed=1', 'RLP blocks.1 0.2 seed=1', 'AT embedding 0.1 seed=1', 'LAT blocks.2 0.1 seed=1' }) do
     H.assert(a[key] and b[key], ("'%s' is not in both grids"):format(key))
   end
+end)
+
+local MPIRUN = '< /dev/null timeout -k 5 300 ' .. (os.getenv('LAT_MPIEXEC') or 'mpirun') .. ' --oversubscribe --allow-run-as-root -np 2'
+local mpi, why = lat.dist.available()
+if not mpi then
+  print('skipped: lm_trojans under mpirun, as this lat has no liblat_mpi: ' .. tostring(why))
+  print(('%d passed, %d failed'):format(H.passed, H.failed))
+  os.exit(H.failed == 0 and 77 or 1, true)
+end
+
+H.test('lm_trojans --quick under mpirun -np 2: the ranks are the shards; merged, the single-process results', function()
+  local out = H.run(command('lm_trojans', 'ranks', '--seeds=4', MPIRUN))
+  H.assert(out:find('[exit 0]', 1, true) and out:find('OMPI_COMM_WORLD_RANK=1 of OMPI_COMM_WORLD_SIZE=2', 1, true), out)
+  H.assert(H.exists(TMP .. '/ranks/shards/0-of-2.jsonl') and H.exists(TMP .. '/ranks/shards/1-of-2.jsonl'), 'the ranks were not the shards')
+  same_csv(TMP .. '/whole/results.csv', TMP .. '/ranks/results.csv', 'results.csv of the two ranks')
+  -- --shard=none would have each rank run (and write) every configuration
+  out = H.run(command('lm_trojans', 'ranks_none', '--shard=none', MPIRUN))
+  H.assert(out:find('leave --shard out, so that the ranks are the shards', 1, true), out)
 end)
 
 H.finish()

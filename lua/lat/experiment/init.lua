@@ -249,6 +249,15 @@ function E.run(recipe, argv, recipe_file)
   if p.help then io.write(p.help); return nil end
   local opt = p.opt
   local s = shard.of(opt.shard)
+  -- the ranks of an MPI launch are a sweep's shards, each training on its own (lat.dist), not
+  -- data-parallel ranks of one model, which would each write every row
+  local dist = require 'lat.dist'
+  local ranks, _, launcher = dist.launched()
+  if s.count > 1 then dist.independent()
+  elseif ranks > 1 then
+    raise(('%s started %d ranks, but %s makes this one run every configuration: leave --shard out, so that the ranks are the shards')
+      :format(launcher, ranks, s.source))
+  end
   if opt.threads > 0 then lat.set_num_threads(opt.threads) end
   local f = E.open(p, recipe_file, s)
   local mine, todo, done = shard.mine(p.selected, s), {}, {}
