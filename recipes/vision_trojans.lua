@@ -3,7 +3,8 @@
 --    by training the ResNet on poisoned data (a cached stage: a later run with the same options
 --    reuses it); report each one's attack success rate (ASR).
 -- 2. Fine-tune copies on clean data with each defence: none, RLP, AT over a grid of radii, LAT
---    over a grid of layers and radii. No trigger is used in the defence.
+--    over a grid of layers and radii, once per --seeds fine-tuning seed. No trigger is used in
+--    the defence.
 -- 3. Evaluate each: clean accuracy, held-out attacks never used in training (PGD Linf and L2 at
 --    the input, an adversarial patch, universal perturbations, corruptions), every trojan's ASR.
 -- 4. The run folder (lat.experiment): config.json, rows/, results.csv, trigger_check.csv
