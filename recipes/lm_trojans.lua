@@ -88,14 +88,11 @@ return lat.experiment{
   grid = function(opt)
     local configs = defences(opt)
     local chosen = headline(opt, configs)
-    local out = { { key = D.UNDEFENDED, name = D.UNDEFENDED, defence = 'none', seed = opt.seed } }
-    local function add(c, seed)
-      out[#out + 1] = { key = ('%s seed=%d'):format(c.name, seed), name = c.name, defence = c.defence, where = c.where, eps = c.eps, seed = seed }
-    end
-    for _, c in ipairs(configs) do add(c, opt.seed) end
+    local out = { D.undefended(opt.seed) }
+    for _, c in ipairs(configs) do out[#out + 1] = D.at(c, opt.seed) end
     for _, c in ipairs(configs) do
       if chosen[c.name] then
-        for seed = opt.seed + 1, opt.seed + opt.seeds - 1 do add(c, seed) end
+        for seed = opt.seed + 1, opt.seed + opt.seeds - 1 do out[#out + 1] = D.at(c, seed) end
       end
     end
     return out

@@ -110,12 +110,9 @@ return lat.experiment{
 
   -- the undefended model, then every defence at each seed
   grid = function(opt)
-    local out = { { key = D.UNDEFENDED, name = D.UNDEFENDED, defence = 'none', seed = opt.seed } }
+    local out = { D.undefended(opt.seed) }
     for seed = opt.seed, opt.seed + opt.seeds - 1 do
-      for _, c in ipairs(defences(opt)) do
-        out[#out + 1] = { key = ('%s seed=%d'):format(c.name, seed), name = c.name, defence = c.defence, kind = c.kind,
-          where = c.where, eps = c.eps, seed = seed }
-      end
+      for _, c in ipairs(defences(opt)) do out[#out + 1] = D.at(c, seed) end
     end
     return out
   end,

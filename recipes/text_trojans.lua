@@ -149,10 +149,6 @@ local function defences(opt)
     lat = D.pairs_of(list(opt.lat_layers), list(opt.lat_eps, 'number')) }
 end
 
-local function configuration(c, seed)
-  return { key = ('%s seed=%d'):format(c.name, seed), name = c.name, defence = c.defence, where = c.where, eps = c.eps, seed = seed }
-end
-
 -- The headline's configurations: clean fine-tuning and the best AT and LAT settings: among
 -- those within clean_drop of clean fine-tuning's clean accuracy, the highest mean of held-out
 -- robustness and trojan removal (1 - mean ASR); when none is that accurate, the most accurate.
@@ -215,7 +211,7 @@ return lat.experiment{
     rlp_layer = { 'blocks.2', 'the layer of the random latent perturbation control (RLP)' },
     rlp_eps = { 0.2, "RLP's radius (L2 per token, relative)", 'nonnegative' },
     flips = { '1,3,10', 'HotFlip budgets (tokens substituted) of the held-out attacks', 'count list' },
-    flip_vocab = { 4096, 'HotFlip inserts only the this many most frequent words (never a trigger word)', 'count' },
+    flip_vocab = { 4096, 'HotFlip inserts only words of this many most frequent ones (never a trigger word)', 'count' },
     typo_rates = { '0.1,0.25,0.5', 'character typo rates of the held-out attacks', 'fraction list' },
     distract_words = { '10,25,50', 'words of the other class the distractor attacks add', 'count list' },
     eval_examples = { 300, 'test messages for the held-out attacks', 'count' },
@@ -254,8 +250,8 @@ return lat.experiment{
         if not D.find(configs, name) then lat.core.raise(("text_trojans: --headline names no configuration '%s'"):format(name)) end
       end
     end
-    local out = { { key = D.UNDEFENDED, name = D.UNDEFENDED, seed = opt.seed } }
-    for _, c in ipairs(configs) do out[#out + 1] = configuration(c, opt.seed) end
+    local out = { D.undefended(opt.seed) }
+    for _, c in ipairs(configs) do out[#out + 1] = D.at(c, opt.seed) end
     return out
   end,
 
@@ -264,7 +260,7 @@ return lat.experiment{
     local configs, out = defences(opt), {}
     for _, seed in ipairs(list(opt.seeds, 'number')) do
       if seed ~= opt.seed then
-        for _, r in ipairs(headline_of(rows, opt)) do out[#out + 1] = configuration(D.find(configs, r.name), seed) end
+        for _, r in ipairs(headline_of(rows, opt)) do out[#out + 1] = D.at(D.find(configs, r.name), seed) end
       end
     end
     return out

@@ -137,13 +137,11 @@ return lat.experiment{
 
   -- the undefended model, then the defences at each fine-tuning seed
   grid = function(opt)
-    local out = { { key = D.UNDEFENDED, name = D.UNDEFENDED, seed = opt.seed } }
+    local out = { D.undefended(opt.seed) }
     local configs = D.list{ format = '%.2g', rlp = { opt.rlp_layer, opt.rlp_eps }, at = { 'input', list(opt.at_eps, 'number') },
       lat = D.pairs_of(list(opt.lat_layers), list(opt.lat_eps, 'number')) }
     for _, seed in ipairs(list(opt.seeds, 'number')) do
-      for _, c in ipairs(configs) do
-        out[#out + 1] = { key = ('%s seed=%d'):format(c.name, seed), name = c.name, defence = c.defence, where = c.where, eps = c.eps, seed = seed }
-      end
+      for _, c in ipairs(configs) do out[#out + 1] = D.at(c, seed) end
     end
     return out
   end,

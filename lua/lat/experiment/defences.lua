@@ -28,6 +28,17 @@ function D.list(spec)
   return out
 end
 
+-- at(c, seed) -> the grid's configuration of c fine-tuned with that seed: c's fields, seed, and
+-- the key '<name> seed=<seed>'
+function D.at(c, seed)
+  local out = { key = ('%s seed=%d'):format(c.name, seed), seed = seed }
+  for k, v in pairs(c) do out[k] = v end
+  return out
+end
+
+-- undefended(seed) -> the grid's configuration of the trojaned model itself, every recipe's first
+function D.undefended(seed) return { key = D.UNDEFENDED, name = D.UNDEFENDED, defence = 'none', seed = seed } end
+
 -- pairs_of(layers, radii) -> every { layer, radius }, layers outermost
 function D.pairs_of(layers, radii)
   local out = {}
