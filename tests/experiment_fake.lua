@@ -24,6 +24,8 @@ return lat.experiment{
     trace = { '', 'a file each run appends its key to (and setup "setup", the stage "made")', per_process = true },
     fail = { '', 'the key of a configuration whose run raises', per_process = true },
     bad_row = { false, 'run returns a string instead of a row', per_process = true },
+    again = { '', 'seeds the best-scoring configuration runs again with (a followup stage)', 'natural list' },
+    again_key = { '', 'the key of the followup configuration (to make it collide)' },
   },
   quick = { radii = '0.2', seeds = '1' },
   setup = function(opt, ctx)
@@ -54,7 +56,17 @@ return lat.experiment{
       nested = { generations = { 'a', 'b' } },
     }
   end,
-  summarise = function(rows, ctx)
+  followup = function(rows, opt)
+    local best
+    for _, r in ipairs(rows) do if not best or r.score > best.score then best = r end end
+    local out = {}
+    for _, s in ipairs(lat.args.list(opt.again, 'natural')) do
+      out[#out + 1] = { key = opt.again_key ~= '' and opt.again_key or ('%s again seed=%d'):format(best.key, s),
+        defence = best.defence, radius = best.radius, seed = s }
+    end
+    return out
+  end,
+  summarise = function(rows, ctx, again)
     local sum = 0
     for _, r in ipairs(rows) do sum = sum + r.score end
     local summary = {}
@@ -63,6 +75,7 @@ return lat.experiment{
       summary[#summary + 1] = { name = r.key, score = r.score }
     end
     ctx:write_csv('summary.csv', { 'name', 'score' }, summary)
+    if #again > 0 then ctx:write_csv('again.csv', { 'key', 'score' }, again) end
   end,
   columns = { 'key', 'defence', 'radius', 'seed', 'score', 'draw_global', 'draw_ft', 'ft_seed', 'setup_seed', 'exact',
     'not_a_number', 'infinite', 'tensor', 'flags' },

@@ -354,6 +354,40 @@ H.test('shards 0/2 and 1/2 into one folder, merged by the last, equal a single p
   H.assert(out:find('has rows for 6 of this shard', 1, true), out)
 end)
 
+H.test('a followup stage runs once the grid is complete (in the last shard), from its rows; merged as by one process', function()
+  local single = dir('again_single')
+  local out = ok_run('--again=7,8 --out=' .. single)
+  H.assert(out:find('its followup stage: 2 configurations, 2 to run', 1, true), out)
+  local again = lines_of(single .. '/again.csv')
+  H.assert(#again == 3 and again[2]:find(' again seed=7,', 1, true), 'again.csv: ' .. table.concat(again, '\n'))
+  H.assert(#lines_of(single .. '/results.csv') == 9, 'the followup rows went into results.csv')
+  -- shards: the first ends before the grid is complete, the second runs the followup and merges
+  local d = dir('again_sharded')
+  out = ok_run('--again=7,8 --shard=0/2 --out=' .. d)
+  H.assert(not out:find('followup', 1, true), 'the followup ran before the grid was complete:\n' .. out)
+  out = ok_run('--again=7,8 --shard=1/2 --out=' .. d)
+  H.assert(out:find('2 to run', 1, true) and out:find('rows merged', 1, true), out)
+  for _, f in ipairs({ 'results.csv', 'summary.csv', 'again.csv' }) do
+    H.assert(read(d .. '/' .. f) == read(single .. '/' .. f), f .. ' differs from the single process')
+  end
+  -- three shards at once: whichever find the grid complete share the followup
+  local together = dir('again_together')
+  H.run(("cd '%s' && for i in 0 1 2; do '%s' '%s' --again=7,8 --shard=$i/3 --out='%s' > '%s.'$i 2>&1 & done; wait")
+    :format(TMP, LAT, FAKE, together, together))
+  H.assert(read(together .. '/again.csv') == read(single .. '/again.csv'), 'racing shards: ' .. read(together .. '.0'))
+  -- a missing followup row: the merge names it; --resume runs only it
+  local gone
+  for key in pairs(rows_of(single)) do if key:find(' again seed=8', 1, true) then gone = key end end
+  os.execute(("rm '%s/rows/'*'again_seed=8'*"):format(single))
+  out = H.run(("cd '%s' && '%s' merge '%s'"):format(TMP, LAT, single))
+  H.assert(out:find('of its followup stage', 1, true) and out:find(gone, 1, true), out)
+  out = ok_run('--again=7,8 --resume --out=' .. single)
+  H.assert(out:find('2 configurations, 1 to run', 1, true) and read(single .. '/again.csv') == read(d .. '/again.csv'), out)
+  -- a followup key that is a grid key is an error naming it
+  out = fake('--again=7 --again_key=defence=at\\ radius=0.1\\ seed=1 --out=' .. dir('again_bad'))
+  H.assert(out:find("followup: grid: the key 'defence=at radius=0.1 seed=1' appears twice", 1, true), out)
+end)
+
 H.test('a merge with missing shards names what is missing and loses nothing', function()
   local d = dir('half')
   ok_run('--radii=0.1,0.3 --shard=0/2 --out=' .. d)

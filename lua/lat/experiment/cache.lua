@@ -8,6 +8,7 @@
 local core = require 'lat.core'
 local json = require 'lat.io.json'
 local fs = require 'lat.experiment.fs'
+local sys = require 'lat.core.sys'
 local seeds = require 'lat.experiment.seeds'
 local raise = core.raise
 
@@ -43,12 +44,12 @@ local function load(dir, kind)
 end
 
 local function remove(dir)
-  for _, name in ipairs(fs.list(dir) or {}) do os.remove(dir .. '/' .. name) end
+  for _, name in ipairs(sys.list(dir) or {}) do os.remove(dir .. '/' .. name) end
   os.remove(dir)
 end
 
--- get(root, name, inputs, make) -> value, info, found: the stage `name` made from `inputs`
--- (plain values: what decides its content), from root/<name>-<hash>/ when it is there, else
+-- get(root, name, inputs, make) -> value, info, found, dir: the stage `name` made from `inputs`
+-- (plain values: what decides its content), from dir = root/<name>-<hash>/ when it is there, else
 -- make() -> value[, info] computed, saved and read back. info is a table of plain values kept
 -- beside it (e.g. how long it took); found says whether it was there.
 function M.get(root, name, inputs, make)
@@ -64,11 +65,11 @@ function M.get(root, name, inputs, make)
   if not found then
     local value, info = make()
     local kind = kind_of(value)
-    local okp, err = fs.mkdir_p(root)
+    local okp, err = sys.mkdir_p(root)
     if not okp then raise(("cached '%s': %s"):format(name, err)) end
-    local tmp = ('%s/.%s-%s.tmp.%d'):format(root, name, seeds.hash(text), fs.pid())
+    local tmp = ('%s/.%s-%s.tmp.%d'):format(root, name, seeds.hash(text), sys.pid())
     remove(tmp)
-    fs.mkdir(tmp)
+    sys.mkdir(tmp)
     save(tmp, kind, value)
     fs.write_atomic(tmp .. '/info.json', json.encode({ kind = kind, info = info or {} }, { exact = true }) .. '\n')
     fs.write_atomic(tmp .. '/inputs.json', text .. '\n')
@@ -79,7 +80,7 @@ function M.get(root, name, inputs, make)
   if recorded ~= text .. '\n' then raise(("cached '%s': %s holds a stage made from other inputs (a hash collision?)"):format(name, dir)) end
   local meta = json.decode(fs.read(dir .. '/info.json') or '{}')
   if not FILES[meta.kind] then raise(("cached '%s': %s/info.json names no kind of value"):format(name, dir)) end
-  return load(dir, meta.kind), meta.info, found
+  return load(dir, meta.kind), meta.info, found, dir
 end
 
 return M

@@ -7,6 +7,7 @@ local core = require 'lat.core'
 local args = require 'lat.args'
 local E = require 'lat.experiment'
 local fs = require 'lat.experiment.fs'
+local sys = require 'lat.core.sys'
 local shard = require 'lat.experiment.shard'
 local slurm = require 'lat.experiment.slurm'
 local raise = core.raise
@@ -54,16 +55,16 @@ function M.sweep(words)
   local tasks = opt.tasks == 0 and n or math.min(opt.tasks, n)
   -- joining, as a task would: an existing run of the same recipe, options and grid is fine
   local f = E.open(p, recipe_file, shard.of('none'), true)
-  fs.mkdir(f:path('slurm'))
+  sys.mkdir(f:path('slurm'))
   local out = fs.absolute(f.dir)
-  local command = { fs.executable() or arg[-1] or 'lat', recipe_file }
+  local command = { sys.executable() or arg[-1] or 'lat', recipe_file }
   for _, w in ipairs(rest) do command[#command + 1] = w end
   command[#command + 1] = '--out=' .. out -- after the user's words, so that it is the one read
   command[#command + 1] = '--resume'
   if not p.given.threads then command[#command + 1] = '--threads=' .. opt.cpus end
   local path = f:path('sweep.sbatch')
   fs.write_atomic(path, slurm.script{ name = recipe.name, command = command, tasks = tasks, parallel = opt.parallel, cpus = opt.cpus,
-    time = opt.time, mem = opt.mem, partition = opt.partition, account = opt.account, chdir = fs.cwd(), out = out,
+    time = opt.time, mem = opt.mem, partition = opt.partition, account = opt.account, chdir = sys.cwd(), out = out,
     configurations = n })
   print(('lat sweep: %d configurations of %s in %d array tasks -> %s (run folder %s)'):format(n, recipe.name, tasks, path, f.dir))
   if opt.submit then

@@ -8,6 +8,7 @@
 local core = require 'lat.core'
 local json = require 'lat.io.json'
 local fs = require 'lat.experiment.fs'
+local sys = require 'lat.core.sys'
 local grid = require 'lat.experiment.grid'
 local raise = core.raise
 
@@ -117,28 +118,35 @@ function F.open(path, record, how)
   if how.resume and how.force then raise('--resume and --force contradict each other: choose one') end
   local text = encode(record) .. '\n'
   local function finish(dir)
-    for _, sub in ipairs({ 'rows', 'shards' }) do fs.mkdir(dir .. '/' .. sub) end
+    for _, sub in ipairs({ 'rows', 'shards' }) do sys.mkdir(dir .. '/' .. sub) end
     return setmetatable({ dir = dir, record = record }, F)
   end
   if how.unique then
     local parent = path:match('^(.*)/[^/]*$')
     if parent then
-      local ok, err = fs.mkdir_p(parent)
+      local ok, err = sys.mkdir_p(parent)
       if not ok then raise('run folder: ' .. err) end
     end
     for n = 1, 1000 do
       local dir = n == 1 and path or ('%s-%d'):format(path, n)
-      if fs.mkdir(dir) then
+      if sys.mkdir(dir) then
         fs.write_atomic(dir .. '/config.json', text)
         return finish(dir)
       end
     end
     raise(('run folder: %s and 999 numbered siblings exist already'):format(path))
   end
-  local ok, err = fs.mkdir_p(path)
+  local ok, err = sys.mkdir_p(path)
   if not ok then raise('run folder: ' .. err) end
   for _ = 1, 2 do -- a second round when a sibling shard created config.json under our feet
     local there = decode_file(path .. '/config.json')
+    if there and type(there.recipe) ~= 'string' then -- a config.json of lat.log.run_dir, not of a sweep
+      if not how.force then
+        raise(('%s holds a run folder that is no sweep\'s (its config.json names no recipe): choose another --out, or --force'):format(path))
+      end
+      fs.write_atomic(path .. '/config.json', text)
+      return finish(path)
+    end
     if there then
       local why, fatal = mismatch(path, there, record)
       if why and (fatal or not how.force) then raise(why .. (fatal and '' or ' (--force to overwrite it, or another --out)')) end
@@ -150,7 +158,7 @@ function F.open(path, record, how)
     end
     if how.resume then raise(('nothing to resume in %s: it has no config.json'):format(path)) end
     local names = {}
-    for _, n in ipairs(fs.list(path) or {}) do -- a sibling's config.json on its way in does not count
+    for _, n in ipairs(sys.list(path) or {}) do -- a sibling's config.json on its way in does not count
       if not n:match('^config%.json%.tmp%.%d+$') then names[#names + 1] = n end
     end
     if #names > 0 and not how.force then
@@ -214,10 +222,10 @@ function F:read_row(key)
   return rec.row
 end
 
--- the keys of the run's grid that have no row yet
-function F:missing()
+-- the keys (default: the run's grid) that have no row yet
+function F:missing(keys)
   local out = {}
-  for _, k in ipairs(self.record.grid) do if not self:has_row(k) then out[#out + 1] = k end end
+  for _, k in ipairs(keys or self.record.grid) do if not self:has_row(k) then out[#out + 1] = k end end
   return out
 end
 
@@ -232,7 +240,7 @@ end
 -- the shards' logs: name -> { started =, ended =, rows = } from their lines
 function F:shard_logs()
   local out = {}
-  for _, name in ipairs(fs.list(self:path('shards')) or {}) do
+  for _, name in ipairs(sys.list(self:path('shards')) or {}) do
     local shard = name:match('^(%d+%-of%-%d+)%.jsonl$')
     if shard then
       local s = { rows = 0 }
@@ -251,7 +259,7 @@ function F:shard_logs()
 end
 
 -- lock() -> true when this process may merge (an atomic mkdir); unlock() lets go
-function F:lock() return fs.mkdir(self:path('.merging')) end
+function F:lock() return sys.mkdir(self:path('.merging')) end
 function F:unlock() os.remove(self:path('.merging')) end
 
 return F

@@ -8,10 +8,14 @@
 --     options = { epochs = { 5, 'epochs of trojan training', 'count' }, ... },  -- see lat.args.parse;
 --                                        -- per_process = true: not part of what the run is (may differ between shards)
 --     quick = { epochs = 1 },            -- --quick: these values where the user gave none
+--     check = function(opt) ... end,     -- raises an error naming a bad option before anything is
+--                                        -- written (e.g. a layer the model lacks) (optional)
 --     setup = function(opt, ctx) ... return state end,   -- data, trojans, expensive stages
 --     grid = function(opt) return lat.experiment.product({ defence = 'lat' }, { radius = { 0.1, 0.3 } }) end,
 --     run = function(config, ctx) ... return row end,     -- ctx.setup is what setup returned
---     summarise = function(rows, ctx) ... end,            -- flags, plots, tables (optional)
+--     followup = function(rows, opt) return configurations end, -- a second stage chosen from
+--                                        -- the grid's rows, e.g. more seeds for the best settings (optional)
+--     summarise = function(rows, ctx, followup_rows) ... end, -- flags, plots, tables (optional)
 --     columns = { 'key', 'accuracy' },   -- of results.csv, or function(rows, opt) (default: all)
 --   }
 -- A recipe file runs as `lat recipe.lua [options]`; `lat merge RUN` and `lat sweep` load the same
@@ -19,9 +23,14 @@
 -- summarise runs in the merge, maybe in another process: it sees the rows and the options (and
 -- can write files through ctx), not what setup made. setup runs once in each process that has
 -- configurations to run (not at all when --resume finds them all done).
+-- A followup stage runs once every row of the grid is in, in the process that finds it so (the
+-- last shard to end, or every process that starts then), skipping the configurations that have
+-- rows; its rows go to summarise, not to results.csv. Its configurations are run like the grid's
+-- (run, seeds from their keys), and their keys must differ from the grid's.
 local core = require 'lat.core'
 local args = require 'lat.args'
 local fs = require 'lat.experiment.fs'
+local sys = require 'lat.core.sys'
 local grid = require 'lat.experiment.grid'
 local shard = require 'lat.experiment.shard'
 local folder = require 'lat.experiment.folder'
@@ -47,8 +56,9 @@ local RUN_OPTIONS = {
 -- options that say how to run, not what: left out of config.json's options
 local CONTROL = { out = true, resume = true, force = true, shard = true, only = true }
 
-local FIELDS = { name = 'string', about = 'string', options = 'table', quick = 'table function', setup = 'function',
-  grid = 'table function', run = 'function', summarise = 'function', columns = 'table function' }
+local FIELDS = { name = 'string', about = 'string', options = 'table', quick = 'table function', check = 'function',
+  setup = 'function', grid = 'table function', run = 'function', followup = 'function', summarise = 'function',
+  columns = 'table function' }
 
 local function check_recipe(recipe)
   if type(recipe) ~= 'table' then raise(('lat.experiment: expected a recipe table, got %s'):format(type(recipe))) end
@@ -58,7 +68,7 @@ local function check_recipe(recipe)
   end
   for k, v in pairs(recipe) do
     local want = FIELDS[k]
-    if not want then raise(("recipe '%s': unknown field '%s' (known: about, columns, grid, name, options, quick, run, setup, summarise)"):format(name, tostring(k))) end
+    if not want then raise(("recipe '%s': unknown field '%s' (known: about, check, columns, followup, grid, name, options, quick, run, setup, summarise)"):format(name, tostring(k))) end
     if not want:find(type(v), 1, true) then raise(("recipe '%s': %s must be a %s, got a %s"):format(name, k, want:gsub(' ', ' or '), type(v))) end
   end
   for _, k in ipairs({ 'grid', 'run' }) do
@@ -102,6 +112,7 @@ function E.plan(recipe, argv)
     if not ok then raise(("recipe '%s': a quick value does not fit its option: %s"):format(recipe.name, tostring(o))) end
     opt, info = o, i
   end
+  if recipe.check then recipe.check(opt) end
   local configurations = recipe.grid
   if type(configurations) == 'function' then configurations = configurations(opt) end
   grid.check(configurations)
@@ -123,7 +134,7 @@ local function record_of(p, recipe_file)
   local lat_git = folder.git_state(library_dir)
   if git and lat_git and git.commit == lat_git.commit then lat_git = nil end
   return { recipe = p.recipe.name, recipe_file = recipe_file, options = options, grid = keys, per_process = per_process, smoke_test = p.opt.quick,
-    git = git, lat_git = lat_git, lat_version = lat.version, date = os.date('!%Y-%m-%dT%H:%M:%SZ'), host = fs.host(),
+    git = git, lat_git = lat_git, lat_version = lat.version, date = os.date('!%Y-%m-%dT%H:%M:%SZ'), host = sys.host(),
     threads = lat.get_num_threads(), command = folder.command_line() }
 end
 
@@ -136,7 +147,7 @@ local function default_folder(name, s)
   return ('runs/%s/%s'):format(name, os.date('%Y%m%d-%H%M%S')), true
 end
 
-local SMOKE = 'SMOKE TEST (--quick): a tiny slice of everything; the numbers are no results'
+local SMOKE = context.SMOKE
 
 -- ---------------------------------------------------------------- merging
 
@@ -152,7 +163,7 @@ local function default_columns(rows)
   return names
 end
 
-local function missing_message(f, missing)
+local function missing_message(f, keys, missing, stage)
   local quoted = {}
   for i = 1, math.min(#missing, 6) do quoted[i] = "'" .. missing[i] .. "'" end
   local logs, shards = f:shard_logs(), {}
@@ -160,9 +171,40 @@ local function missing_message(f, missing)
     local s = logs[name]
     shards[#shards + 1] = ('%s %s (%d rows)'):format(name, s.ended and 'ended' or 'has not ended', s.rows)
   end
-  return ('merge: %s has rows for %d of %d configurations; missing %s%s. Shard logs: %s. Run the missing ones with the same options, --out=%s --resume, then lat merge %s')
-    :format(f.dir, #f.record.grid - #missing, #f.record.grid, table.concat(quoted, ', '), #missing > 6 and ', ...' or '',
+  return ('merge: %s has rows for %d of %d configurations%s; missing %s%s. Shard logs: %s. Run the missing ones with the same options, --out=%s --resume, then lat merge %s')
+    :format(f.dir, #keys - #missing, #keys, stage or '', table.concat(quoted, ', '), #missing > 6 and ', ...' or '',
       #shards > 0 and table.concat(shards, ', ') or 'none', f.dir, f.dir)
+end
+
+local function keys_of(configurations)
+  local out = {}
+  for i, c in ipairs(configurations) do out[i] = c.key end
+  return out
+end
+
+-- the rows of keys, in their order (each with its key)
+local function read_rows(f, keys)
+  local rows = {}
+  for i, key in ipairs(keys) do
+    rows[i] = f:read_row(key)
+    if rows[i].key == nil then rows[i].key = key end
+  end
+  return rows
+end
+
+-- the followup stage's configurations, from the grid's rows (read afresh: summarise may change them)
+local function followup_of(recipe, f)
+  local configurations = recipe.followup(read_rows(f, f.record.grid), f.record.options)
+  if type(configurations) ~= 'table' then
+    raise(("recipe '%s': followup returned a %s, not a list of configurations"):format(recipe.name, type(configurations)))
+  end
+  if #configurations > 0 then
+    local all = {}
+    for i, key in ipairs(f.record.grid) do all[i] = { key = key } end
+    local ok, err = pcall(grid.check, grid.join(all, configurations))
+    if not ok then raise(("recipe '%s': followup: %s"):format(recipe.name, tostring(err):gsub('^[^:]+:%d+: ', ''))) end
+  end
+  return configurations
 end
 
 -- merges the rows of a complete run: the recipe's summary, then results.csv (grid order)
@@ -170,14 +212,17 @@ local function merge(f, recipe)
   local record = f.record
   if record.recipe ~= recipe.name then raise(("merge: %s holds a run of '%s', not '%s'"):format(f.dir, record.recipe, recipe.name)) end
   local missing = f:missing()
-  if #missing > 0 then raise(missing_message(f, missing)) end
-  local rows = {}
-  for i, key in ipairs(record.grid) do
-    rows[i] = f:read_row(key)
-    if rows[i].key == nil then rows[i].key = key end
+  if #missing > 0 then raise(missing_message(f, record.grid, missing)) end
+  local followup_rows
+  if recipe.followup then
+    local keys = keys_of(followup_of(recipe, f))
+    missing = f:missing(keys)
+    if #missing > 0 then raise(missing_message(f, keys, missing, ' of its followup stage')) end
+    followup_rows = read_rows(f, keys)
   end
+  local rows = read_rows(f, record.grid)
   local ctx = context.new{ opt = record.options, dir = f.dir, smoke = record.smoke_test }
-  if recipe.summarise then recipe.summarise(rows, ctx) end
+  if recipe.summarise then recipe.summarise(rows, ctx, followup_rows) end
   local columns = recipe.columns
   if type(columns) == 'function' then columns = columns(rows, record.options) end
   ctx:write_csv('results.csv', columns or default_columns(rows), rows)
@@ -204,6 +249,15 @@ function E.run(recipe, argv, recipe_file)
   if p.help then io.write(p.help); return nil end
   local opt = p.opt
   local s = shard.of(opt.shard)
+  -- the ranks of an MPI launch are a sweep's shards, each training on its own (lat.dist), not
+  -- data-parallel ranks of one model, which would each write every row
+  local dist = require 'lat.dist'
+  local ranks, _, launcher = dist.launched()
+  if s.count > 1 then dist.independent()
+  elseif ranks > 1 then
+    raise(('%s started %d ranks, but %s makes this one run every configuration: leave --shard out, so that the ranks are the shards')
+      :format(launcher, ranks, s.source))
+  end
   if opt.threads > 0 then lat.set_num_threads(opt.threads) end
   local f = E.open(p, recipe_file, s)
   local mine, todo, done = shard.mine(p.selected, s), {}, {}
@@ -219,36 +273,57 @@ function E.run(recipe, argv, recipe_file)
     s.count > 1 and ('shard %d/%d (%s): %d of them, '):format(s.index, s.count, s.source, #mine) or '',
     #done > 0 and ('%d to run, %d done before'):format(#todo, #done) or ('%d to run'):format(#todo), f.dir))
   if opt.quick then print(recipe.name .. ': ' .. SMOKE) end
-  f:log(name, { event = 'start', date = os.date('!%Y-%m-%dT%H:%M:%SZ'), host = fs.host(), pid = fs.pid(),
+  f:log(name, { event = 'start', date = os.date('!%Y-%m-%dT%H:%M:%SZ'), host = sys.host(), pid = sys.pid(),
     threads = lat.get_num_threads(), command = folder.command_line(), configurations = #mine, todo = #todo })
-  if #todo > 0 then
-    local ctx = context.new{ opt = opt, dir = f.dir, shard = s, smoke = opt.quick }
-    lat.manual_seed(opt.seed)
-    if recipe.setup then ctx.setup = recipe.setup(opt, ctx) end
-    local bar = lat.log.progress{ label = recipe.name, total = #todo, unit = 'config' }
-    for k, c in ipairs(todo) do
-      ctx.config = c
-      lat.manual_seed(ctx:seed('default generator')) -- nothing left over from the configuration before
-      local t0 = fs.now()
-      local ok, row = pcall(recipe.run, c, ctx)
-      if not ok then
-        f:log(name, { event = 'failed', key = c.key, error = tostring(row) })
-        error(("configuration '%s': %s"):format(c.key, tostring(row)), 0)
+  local ctx, ran = nil, 0
+  local function run_all(configurations, label, skip_done)
+    if not ctx then
+      ctx = context.new{ opt = opt, dir = f.dir, shard = s, smoke = opt.quick }
+      lat.manual_seed(opt.seed)
+      if recipe.setup then ctx.setup = recipe.setup(opt, ctx) end
+    end
+    local bar = lat.log.progress{ label = label, total = #configurations, unit = 'config' }
+    for k, c in ipairs(configurations) do
+      if not (skip_done and f:has_row(c.key)) then -- a sibling may have run it meanwhile
+        ctx.config = c
+        lat.manual_seed(ctx:seed('default generator')) -- nothing left over from the configuration before
+        local t0 = sys.now()
+        local ok, row = pcall(recipe.run, c, ctx)
+        if not ok then
+          f:log(name, { event = 'failed', key = c.key, error = tostring(row) })
+          error(("configuration '%s': %s"):format(c.key, tostring(row)), 0)
+        end
+        if type(row) ~= 'table' then raise(("recipe '%s': run('%s') returned a %s, not a row table"):format(recipe.name, c.key, type(row))) end
+        local seconds = sys.now() - t0
+        f:write_row(c.key, row, { seconds = seconds })
+        f:log(name, { event = 'row', key = c.key, seconds = seconds })
+        ran = ran + 1
+        print(('[%d/%d] %s  %.1f s'):format(k, #configurations, c.key, seconds))
       end
-      if type(row) ~= 'table' then raise(("recipe '%s': run('%s') returned a %s, not a row table"):format(recipe.name, c.key, type(row))) end
-      local seconds = fs.now() - t0
-      f:write_row(c.key, row, { seconds = seconds })
-      f:log(name, { event = 'row', key = c.key, seconds = seconds })
-      print(('[%d/%d] %s  %.1f s'):format(k, #todo, c.key, seconds))
       bar:update(k)
     end
     bar:finish()
   end
-  f:log(name, { event = 'end', date = os.date('!%Y-%m-%dT%H:%M:%SZ'), rows = #todo })
-  local missing = f:missing()
+  if #todo > 0 then run_all(todo, recipe.name) end
+  local missing, keys = f:missing(), p.grid
+  if #missing == 0 and recipe.followup then
+    local extra = followup_of(recipe, f)
+    -- from this shard's place on, so that processes that reach it together spread out
+    local pending = {}
+    for k = 1, #extra do
+      local c = extra[(k - 1 + s.index) % #extra + 1]
+      if opt.force or not f:has_row(c.key) then pending[#pending + 1] = c end
+    end
+    if #pending > 0 then
+      print(('%s: the grid is complete; its followup stage: %d configurations, %d to run'):format(recipe.name, #extra, #pending))
+      run_all(pending, recipe.name .. ' followup', not opt.force)
+    end
+    missing, keys = f:missing(keys_of(extra)), extra
+  end
+  f:log(name, { event = 'end', date = os.date('!%Y-%m-%dT%H:%M:%SZ'), rows = ran })
   if #missing > 0 then
-    print(('%s: %d of %d configurations have rows; the last shard to end merges them (or: lat merge %s)'):format(recipe.name,
-      #p.grid - #missing, #p.grid, f.dir))
+    print(('%s: %d of %d configurations%s have rows; the last shard to end merges them (or: lat merge %s)'):format(recipe.name,
+      #keys - #missing, #keys, keys == p.grid and '' or ' of the followup stage', f.dir))
     return nil
   end
   if not f:lock() then

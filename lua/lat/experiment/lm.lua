@@ -1,40 +1,59 @@
 -- experiment/lm.lua: the pieces the text-generation recipes share (lm_trojans.lua,
--- targeted_lat.lua): the data (Moby Dick as good text with code-word trojans inserted, State of
--- the Union addresses as bad text), pretraining the trojaned byte-level GPT on that mix,
--- fine-tuning on good text with a given loss, and the evaluation of one model.
+-- targeted_lat.lua): their common options, the data (Moby Dick as good text with code-word
+-- trojans inserted, State of the Union addresses as bad text), the trojaned byte-level GPT
+-- pretrained on that mix (a cached stage, shared by both recipes), fine-tuning on good text with
+-- a given loss, the evaluation of one model, the flags, the results' columns and table.
 --   local X = require 'lat.experiment.lm'
---   local d = X.data(opt)                      -- opt: X.defaults plus the recipe's own options
---   local model = X.pretrain(d, opt)
---   local row = X.evaluate(model, d, opt)      -- good_loss, bad_loss, typo_loss, trojan_loss, ...
+--   options = X.options{ seeds = { 3, 'fine-tuning seeds', 'count' } }   -- the shared ones too
+--   local s = X.setup(opt, ctx)                -- in setup: { d =, model =, info =, state = }
+--   local row = X.evaluate(s.model, s.d, opt)  -- good_loss, bad_loss, typo_loss, trojan_loss, ...
 local lat = require 'lat'
 local core = require 'lat.core'
 local raise = core.raise
 local bytes = lat.data.bytes
 local now = require('lat.core.sys').now
+local D = require 'lat.experiment.defences'
 
 local X = {}
 X.IGNORE = -100
 
--- the options both recipes take (each recipe adds its own)
-X.defaults = {
-  dim = 96, layers = 3, heads = 4, len = 128, batch = 32, steps = 2000, lr = 3e-3, warmup = 100,
-  bad_fraction = 0.25, per_trojan = 100, eval_windows = 256, prompts = 32, gen_len = 64, typo_rate = 0.05,
-  ft_steps = 100, ft_lr = 3e-4, attack_steps = 4, flag_tol = 0.02, model = '', seed = 1,
+-- the options both recipes take, as lat.experiment declares them
+local OPTIONS = {
+  dim = { 96, 'width of the GPT', 'count' },
+  layers = { 3, 'transformer blocks of the GPT', 'count' },
+  heads = { 4, 'attention heads per block', 'count' },
+  len = { 128, 'context in bytes', 'count' },
+  batch = { 32, 'windows per batch, in pretraining and fine-tuning', 'count' },
+  steps = { 2000, 'pretraining steps', 'count' },
+  lr = { 3e-3, 'pretraining learning rate (AdamW; warm-up, then cosine down to lr/10)', 'positive' },
+  warmup = { 100, 'pretraining warm-up steps', 'natural' },
+  bad_fraction = { 0.25, 'share of each pretraining batch taken from the bad text (SOTU)', 'fraction' },
+  per_trojan = { 100, 'good passages each code-word trojan is inserted into', 'count' },
+  eval_windows = { 256, 'held-out windows for the good, bad and typo losses', 'count' },
+  prompts = { 32, 'held-out prompts each trigger is tried after', 'count' },
+  gen_len = { 64, 'bytes of each greedy generation after a trigger', 'count' },
+  typo_rate = { 0.05, 'share of input bytes replaced by letters in the typo evaluation', 'fraction' },
+  ft_steps = { 100, 'fine-tuning steps of each defence', 'count' },
+  ft_lr = { 3e-4, 'fine-tuning learning rate (AdamW, constant)', 'positive' },
+  attack_steps = { 4, 'PGD steps of the AT and LAT adversaries', 'natural' },
+  flag_tol = { 0.02, 'nats by which a loss must move to raise a caution flag', 'nonnegative' },
+  model = { '', 'a trojaned GPT checkpoint (lat.models.save) to use instead of pretraining one' },
 }
 
--- check(opt, rules): raises an error naming the first bad option, of X.defaults or of the
--- recipe's own rules (lat.args.check)
-function X.check(opt, rules)
-  lat.args.check(opt, { count = { 'dim', 'layers', 'heads', 'len', 'batch', 'steps', 'per_trojan', 'eval_windows', 'prompts',
-      'gen_len', 'ft_steps' }, natural = { 'warmup', 'attack_steps', 'seed' }, positive = { 'lr', 'ft_lr' },
-    fraction = { 'bad_fraction', 'typo_rate' }, nonnegative = { 'flag_tol' } })
-  return lat.args.check(opt, rules)
+-- options(own) -> the shared options and the recipe's own (own wins where both name one)
+function X.options(own)
+  local out = {}
+  for k, v in pairs(OPTIONS) do out[k] = v end
+  for k, v in pairs(own) do out[k] = v end
+  return out
 end
 
--- the quick form: a tiny slice of everything (seconds, not minutes)
-function X.quick(opt)
-  opt.dim, opt.layers, opt.steps, opt.warmup, opt.eval_windows, opt.prompts = 32, 1, 30, 3, 16, 4
-  opt.gen_len, opt.ft_steps, opt.attack_steps, opt.batch, opt.per_trojan = 8, 3, 1, 8, 25
+-- quick(own) -> the --quick values: a tiny slice of everything (seconds, not minutes), and own's
+function X.quick(own)
+  local out = { dim = 32, layers = 1, steps = 30, warmup = 3, eval_windows = 16, prompts = 4, gen_len = 8, ft_steps = 3,
+    attack_steps = 1, batch = 8, per_trojan = 25 }
+  for k, v in pairs(own) do out[k] = v end
+  return out
 end
 
 -- n indices spread evenly over 0 .. len - 1, as an int32 tensor (all of them when n >= len)
@@ -170,9 +189,14 @@ function X.pretrain(d, opt)
   return model, { seconds = now() - t0, train_loss = loss }
 end
 
--- trojaned(d, opt, run) -> model, info: loads opt.model when given (a checkpoint written by
--- this function), else pretrains and saves trojaned.safetensors in the run folder
-function X.trojaned(d, opt, run)
+-- the options that decide the pretrained model
+local PRETRAINING = { 'dim', 'layers', 'heads', 'len', 'batch', 'steps', 'lr', 'warmup', 'bad_fraction', 'per_trojan', 'seed' }
+
+-- trojaned(d, opt, ctx) -> model, info: loads opt.model when given, else the pretrained GPT, a
+-- stage cached under the options that decide it (so lm_trojans and targeted_lat share it),
+-- linked into the run folder as trojaned.safetensors. info = { seconds = pretraining's,
+-- train_loss =, loaded = the checkpoint or the cached stage's folder, found = in the cache }
+function X.trojaned(d, opt, ctx)
   if opt.model ~= '' then
     local model, meta = lat.models.load(opt.model)
     if model.embed.max_len ~= opt.len then
@@ -180,20 +204,39 @@ function X.trojaned(d, opt, run)
     end
     return model, { seconds = 0, loaded = opt.model, train_loss = tonumber(meta.train_loss) }
   end
-  local model, info = X.pretrain(d, opt)
-  lat.models.save(model, run:path('trojaned.safetensors'), { train_loss = info.train_loss, per_trojan = opt.per_trojan,
-    bad_fraction = opt.bad_fraction, steps = opt.steps })
+  local inputs = {}
+  for _, k in ipairs(PRETRAINING) do inputs[k] = opt[k] end
+  local model, info, found, dir = ctx:cached('lm_trojaned', inputs, function() return X.pretrain(d, opt) end)
+  ctx:link('trojaned.safetensors', dir .. '/model.safetensors')
+  info.found, info.loaded = found, found and dir or nil
   return model, info
 end
 
--- finetune(model, d, loss, opt, seed[, label, sampler]) -> seconds, final running loss:
+-- setup(opt, ctx[, check]) -> { d =, model =, info =, state = (the trojaned weights, for each
+-- fine-tune to start from) }; check(model) checks the recipe's layer options on a loaded --model
+function X.setup(opt, ctx, check)
+  local d = X.data(opt)
+  local model, info = X.trojaned(d, opt, ctx)
+  if opt.model ~= '' and check then check(model) end
+  local state = {}
+  for k, v in pairs(model:state_dict()) do state[k] = v:clone() end
+  return { d = d, model = model, info = info, state = state }
+end
+
+-- how the trojaned model came about, for a recipe's first lines
+function X.origin(info)
+  if info.found then return ('found in the cache (%s; pretrained in %.0f s)'):format(info.loaded, info.seconds) end
+  if info.loaded then return 'loaded from ' .. info.loaded end
+  return ('pretrained here in %.0f s'):format(info.seconds)
+end
+
+-- finetune(model, d, loss, opt, rng[, label, sampler]) -> seconds, final running loss:
 -- opt.ft_steps steps of AdamW (constant lr opt.ft_lr) on good text only; loss =
 -- function(model, batch) -> loss[, extra] (nil: plain next-token loss); sampler(rng) -> a batch
--- source (default: random windows of the clean good text)
-function X.finetune(model, d, loss, opt, seed, label, sampler)
+-- source (default: random windows of the clean good text); rng draws the batches
+function X.finetune(model, d, loss, opt, rng, label, sampler)
   local optimizer = lat.optim.AdamW(model:named_parameters(), { lr = opt.ft_lr, weight_decay = 0 })
   local t0 = now()
-  local rng = lat.Generator(seed)
   local sample = sampler and sampler(rng) or X.sampler(d.good_clean, nil, opt.batch, 0, rng)
   local final = loop(model, sample, opt.ft_steps, { optimizer = optimizer, loss = loss or lm_loss }, label or 'fine-tune')
   return now() - t0, final
@@ -261,20 +304,42 @@ function X.flags(rows, undefended, clean_ft, tol)
   return rows
 end
 
--- the per-trojan columns of a results CSV
-function X.trojan_columns(d)
-  local out = {}
-  for _, t in ipairs(d.trojans) do out[#out + 1] = 'loss_' .. t.name end
+-- mean and sample standard deviation of a field over rows
+X.mean_sd = D.mean_sd
+
+-- the columns of a results CSV: the metrics, each trojan's loss, the flags and the threat model
+function X.columns()
+  local out = { 'name', 'defence', 'seed', 'good_loss', 'bad_loss', 'typo_loss', 'trojan_loss', 'trojan_token_acc', 'trojan_exact', 'control_loss' }
+  for _, t in ipairs(lat.trojan.nato_codewords()) do out[#out + 1] = 'loss_' .. t.name end
+  for _, k in ipairs({ 'flags', 'where', 'eps', 'eps_kind', 'granularity', 'threat', 'train_seconds', 'eval_seconds' }) do out[#out + 1] = k end
   return out
 end
 
--- mean and sample standard deviation of a field over rows
-function X.mean_sd(rows, field)
-  local n, s, s2 = #rows, 0, 0
-  for _, r in ipairs(rows) do s = s + r[field] end
-  local m = s / n
-  for _, r in ipairs(rows) do s2 = s2 + (r[field] - m) ^ 2 end
-  return m, n > 1 and math.sqrt(s2 / (n - 1)) or 0
+-- defend(s, c, loss, opt, rng[, sampler, width]) -> the row of c = { name =, defence =, seed =,
+-- threat = }: the trojaned weights (s = X.setup's) fine-tuned with loss on batches drawn by rng
+-- (X.finetune), evaluated, with the threat's fields
+function X.defend(s, c, loss, opt, rng, sampler, width)
+  s.model:load_state_dict(s.state)
+  local seconds = X.finetune(s.model, s.d, loss, opt, rng, c.name, sampler)
+  local row = X.evaluate(s.model, s.d, opt)
+  local seed = c.seed
+  row.name, row.defence, row.seed, row.train_seconds = c.name, c.defence, seed, seconds
+  if c.threat then
+    for k, v in pairs(D.threat_fields(c.threat)) do row[k] = v end
+  end
+  print(('  %-' .. (width or 22) .. 's seed %d: good %.3f  bad %.3f  typo %.3f  trojan %.3f (%.0f%% exact)  %.0f s'):format(c.name, seed,
+    row.good_loss, row.bad_loss, row.typo_loss, row.trojan_loss, 100 * row.trojan_exact, seconds))
+  return row
+end
+
+-- print_table(rows, width, ctx): the results, a line per row (headed as a smoke test in --quick)
+function X.print_table(rows, width, ctx)
+  local w = '%-' .. width .. 's'
+  print('\n' .. ctx:heading((w .. ' %4s %7s %7s %7s %7s %6s  %s'):format('model', 'seed', 'good', 'bad', 'typo', 'trojan', 'exact', 'flags')))
+  for _, r in ipairs(rows) do
+    print((w .. ' %4d %7.3f %7.3f %7.3f %7.3f %5.0f%%  %s'):format(r.name, r.seed, r.good_loss, r.bad_loss, r.typo_loss,
+      r.trojan_loss, 100 * r.trojan_exact, r.flags or ''))
+  end
 end
 
 -- Pareto plots of rows (each with x_of(r) and y_of(r)); returns lat.plot.scatter's results

@@ -3,7 +3,7 @@
 --   shard.of('1/4')   -> { index = 1, count = 4, source = '--shard' }
 --   shard.of('')      -> from the environment of the engine that started the process: a Slurm
 --                        job array, Slurm tasks, Open MPI or PMI (else 0 of 1)
---   shard.of('none')  -> 0 of 1 whatever the environment says (e.g. ranks training one model)
+--   shard.of('none')  -> 0 of 1 whatever the environment says
 --   shard.mine(configurations, s) -> those of shard s
 local core = require 'lat.core'
 local raise = core.raise
