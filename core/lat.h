@@ -79,7 +79,7 @@ typedef struct lat_rng { uint64_t seed; uint64_t offset; } lat_rng;
 
 typedef enum {
   LAT_OP_NEG, LAT_OP_EXP, LAT_OP_LOG, LAT_OP_SQRT, LAT_OP_ABS, LAT_OP_RELU, LAT_OP_GELU,
-  LAT_OP_TANH, LAT_OP_SIGMOID, LAT_UNARY_COUNT
+  LAT_OP_TANH, LAT_OP_SIGMOID, LAT_OP_GELU_TANH, LAT_UNARY_COUNT
 } lat_unary_op;
 
 typedef enum { LAT_OP_ADD, LAT_OP_SUB, LAT_OP_MUL, LAT_OP_DIV, LAT_BINARY_COUNT } lat_binary_op;

@@ -58,7 +58,8 @@ void lat__sum_to(float *dst, int dst_ndim, const int64_t *dst_shape, const float
 /* ---------------- unary ---------------- */
 
 static const char *unary_names[LAT_UNARY_COUNT] = {"neg",  "exp",  "log",  "sqrt",   "abs",
-                                                   "relu", "gelu", "tanh", "sigmoid"};
+                                                   "relu", "gelu", "tanh", "sigmoid",
+                                                   "gelu_tanh"};
 _Static_assert(sizeof unary_names / sizeof *unary_names == LAT_UNARY_COUNT, "unary names");
 
 /* GELU with the exact (erf) form, as PyTorch's default: x Phi(x), Phi(x) = erfc(-x / sqrt 2) / 2 */
@@ -67,6 +68,22 @@ static inline float gelu_d(float x) {
   float cdf = 0.5f * lat__erfcf(-x * (float)M_SQRT1_2);
   float pdf = lat__expf(-0.5f * x * x) * 0.3989422804014327f;
   return cdf + x * pdf;
+}
+
+/* GELU with the tanh approximation (GPT-2's, PyTorch's approximate='tanh'):
+ * x (1 + tanh u) / 2 = x sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3). The sigmoid form keeps
+ * its relative accuracy on the left, where 1 + tanh u cancels. The derivative is
+ * s + x 2u' s (1 - s) with s = sigmoid(2u); u' from x clamped to [-20, 20], where s (1 - s) is
+ * already 0, so that x^2 cannot overflow into inf * 0 (PyTorch gives NaN from |x| = 1.9e19). */
+#define GELU_TANH_K 0.7978845608028654f /* sqrt(2 / pi) */
+static inline float gelu_tanh_f(float x) {
+  return x / (1.0f + lat__expf(-2.0f * GELU_TANH_K * (x + 0.044715f * x * x * x)));
+}
+static inline float gelu_tanh_d(float x) {
+  float u2 = 2.0f * GELU_TANH_K * (x + 0.044715f * x * x * x), xc = lat__clampf(x, -20.0f, 20.0f);
+  float s = 1.0f / (1.0f + lat__expf(-u2));
+  float du2 = 2.0f * GELU_TANH_K * (1.0f + 3.0f * 0.044715f * xc * xc);
+  return s + x * (du2 * lat__bump(lat__expf(-fabsf(u2))));
 }
 
 static void unary_forward(int op, float *restrict y, const float *restrict x, int64_t n) {
@@ -87,6 +104,7 @@ static void unary_forward(int op, float *restrict y, const float *restrict x, in
   case LAT_OP_GELU: LOOP(gelu_f(v))
   case LAT_OP_TANH: LOOP(lat__tanhf(v))
   case LAT_OP_SIGMOID: LOOP(1.0f / (1.0f + lat__expf(-v)))
+  case LAT_OP_GELU_TANH: LOOP(gelu_tanh_f(v))
 #undef LOOP
   }
 }
@@ -122,6 +140,7 @@ static int unary_backward(lat_node *n, const lat_tensor *gout) {
   case LAT_OP_GELU: LOOP(g[k] * gelu_d(x[k]))
   case LAT_OP_TANH: LOOP(g[k] * 4.0f * lat__bump(lat__expf(-2.0f * fabsf(x[k]))))
   case LAT_OP_SIGMOID: LOOP(g[k] * lat__bump(lat__expf(-fabsf(x[k]))))
+  case LAT_OP_GELU_TANH: LOOP(g[k] * gelu_tanh_d(x[k]))
 #undef LOOP
   }
   return 0;

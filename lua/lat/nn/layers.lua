@@ -78,7 +78,20 @@ local function stateless(name, fn)
   return cls
 end
 L.ReLU = stateless('ReLU', function(x) return x:relu() end)
-L.GELU = stateless('GELU', function(x) return x:gelu() end)
+-- GELU{approximate = 'tanh'} is GPT-2's tanh form, as PyTorch's nn.GELU(approximate='tanh');
+-- the default 'none' is the exact erf form
+L.GELU = class('GELU')
+function L.GELU:__init(opts)
+  local approximate = opts and opts.approximate or 'none'
+  if approximate ~= 'none' and approximate ~= 'tanh' then
+    raise(("GELU: approximate must be 'none' or 'tanh', got %s"):format(tostring(approximate)))
+  end
+  self.approximate = approximate
+end
+function L.GELU:forward(x)
+  if self.approximate == 'tanh' then return x:gelu_tanh() end
+  return x:gelu()
+end
 L.Tanh = stateless('Tanh', function(x) return x:tanh() end)
 L.Sigmoid = stateless('Sigmoid', function(x) return x:sigmoid() end)
 L.Identity = stateless('Identity', function(x) return x end)
