@@ -6,6 +6,7 @@
 local lat = require 'lat'
 
 local M = {}
+M.scope = {} -- the session's locals (lat.tools.locals), seen before the globals
 
 -- names reachable from a value with '.' (or ':' for methods only)
 local function names_of(v, methods_only)
@@ -35,7 +36,11 @@ end
 
 -- the value a dotted name ('lat.attack.pgd', 'model.blocks.1') names among the globals, or nil
 function M.resolve(name)
-  local value = _G
+  local value = setmetatable({}, { __index = function(_, k)
+    local v = M.scope[k]
+    if v == nil then return _G[k] end
+    return v
+  end })
   for part in name:gmatch('[^.:]+') do
     if type(value) ~= 'table' and not lat.is_tensor(value) then return nil end
     local ok, v = pcall(function() return value[tonumber(part) or part] end)
@@ -54,8 +59,13 @@ function M.complete(word)
   else
     value, sep, prefix, base = _G, '', word, nil
   end
-  local out = {}
-  for _, k in ipairs(names_of(value, sep == ':')) do
+  local out, names = {}, names_of(value, sep == ':')
+  if not base then
+    local seen = {}
+    for _, k in ipairs(names) do seen[k] = true end
+    for _, k in ipairs(names_of(M.scope)) do if not seen[k] then names[#names + 1] = k end end
+  end
+  for _, k in ipairs(names) do
     if k:sub(1, #prefix) == prefix then out[#out + 1] = (base and (base .. sep) or '') .. k end
   end
   table.sort(out)

@@ -1,11 +1,13 @@
 -- tools/repl.lua: the interactive loop of the lat command. Each line runs as a cell
--- (lat.tools.cell): the values of a final expression are printed; an incomplete chunk asks for
+-- (lat.tools.cell) in one session (lat.tools.locals: a `local` stays for the next lines): the values of a final expression are printed; an incomplete chunk asks for
 -- more lines; an error prints its message and the loop goes on.
 local cli = require 'lat.cli'
 local lat = require 'lat'
 local complete = require 'lat.tools.complete'
 local cell = require 'lat.tools.cell'
+local env, values = require('lat.tools.locals').session()
 _G.lat = lat
+complete.scope = values
 _G.help = complete.help
 cli.complete = complete.complete
 
@@ -22,7 +24,7 @@ while true do
   end
   local src = buffer and (buffer .. '\n' .. line) or line
   if src:match('%S') then
-    local f, err = cell.compile(src)
+    local f, err = cell.compile(src, '=stdin', env)
     if not f and cell.incomplete(err) then
       buffer = src
     else
