@@ -1,8 +1,7 @@
--- tools/complete.lua: what the REPL offers on Tab, and help(f). complete('model.blo') looks up
+-- tools/complete.lua: what the REPL offers on Tab. complete('model.blo') looks up
 -- `model` from the globals, lists the names reachable from it (fields, methods through
 -- metatables, a tensor's methods and properties, a module's layers) and returns those that
--- start with 'blo', each as the whole word ('model.blocks'). help(f) prints the comment block
--- above f's definition in its source file.
+-- start with 'blo', each as the whole word ('model.blocks').
 local lat = require 'lat'
 
 local M = {}
@@ -71,35 +70,5 @@ function M.complete(word)
   table.sort(out)
   return out
 end
-
--- doc(f): the comment block written above f in its source file (lat's functions are documented
--- that way) and where f is defined, or a note that there is none
-function M.doc(f)
-  if type(f) ~= 'function' then
-    return ('help: expected a function, got %s (try help(lat.attack.pgd))'):format(type(f))
-  end
-  local info = debug.getinfo(f, 'S')
-  local path = info.source:match('^@(.*)')
-  local lines = {}
-  if path then
-    local fh = io.open(path)
-    if fh then
-      for l in fh:lines() do lines[#lines + 1] = l end
-      fh:close()
-    end
-  end
-  local doc = {}
-  local i = info.linedefined - 1
-  while i >= 1 and lines[i] and lines[i]:match('^%s*%-%-') do
-    table.insert(doc, 1, (lines[i]:gsub('^%s*%-%- ?', '')))
-    i = i - 1
-  end
-  local where = path and ('%s:%d'):format(path, info.linedefined) or info.short_src
-  if #doc == 0 then return ('no documentation above its definition (%s)'):format(where) end
-  return table.concat(doc, '\n') .. '\n  (' .. where .. ')'
-end
-
--- help(f): prints doc(f)
-function M.help(f) print(M.doc(f)) end
 
 return M

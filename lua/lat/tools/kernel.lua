@@ -77,8 +77,7 @@ end
 local function inspect(word)
   local v = complete.resolve(word)
   if v == nil then return nil end
-  if type(v) == 'function' then return complete.doc(v) end
-  return lat.repr(v)
+  return require('lat.tools.help').text(v, true)
 end
 
 -- serve(): answers requests until stdin closes
@@ -91,7 +90,7 @@ function M.serve()
   io.stdout:setvbuf('line')
   io.input('/dev/null') -- io.read() in a cell must not eat the requests
   _G.lat = lat
-  _G.help = complete.help
+  _G.help = require('lat.tools.help').help
   complete.scope = values
   -- the reader acknowledges each display, so that what the cell prints next comes after it
   lat.plot.display = function(path, temp)

@@ -8,7 +8,7 @@ local cell = require 'lat.tools.cell'
 local env, values = require('lat.tools.locals').session()
 _G.lat = lat
 complete.scope = values
-_G.help = complete.help
+_G.help = require('lat.tools.help').help
 cli.complete = complete.complete
 
 if cli.interactive() then
