@@ -30,7 +30,7 @@ static const char *usage =
     "options:\n"
     "  -e CODE      run CODE (after it, a script if one is given)\n"
     "  -i           open the REPL after running the script or -e code\n"
-    "  -v, --version  print the version and exit\n"
+    "  -v, --version  print the version, the Lua library and liblat in use, the CPU, and exit\n"
     "  -h, --help   print this help and exit\n"
     "\n"
     "environment (every variable lat reads):\n"
