@@ -35,6 +35,16 @@ out=$(cd / && "$lat" "$tmp/script.lua") || fail "the script failed: $out"
 [[ "$out" == "6"*"@$tmp/moved/share/lat/lua/lat/"*"$tmp/moved/"*liblat.so ]] || fail "the script did not use the moved files: $out"
 echo "ok   a script runs on the installed files"
 
+# a long prefix: Lua shortens the library's file names in tracebacks to their last 60 characters
+deep=$tmp/moved/share/lat/lua/lat/nn/module.lua
+echo 'local lat = require "lat"; lat.nn.Linear(2, 3)(lat.zeros(4, 5))' > "$tmp/fails.lua"
+out=$("$lat" "$tmp/fails.lua" 2>&1) && fail "the failing script succeeded: $out"
+grep -q "fails.lua:1: in main chunk" <<< "$out" || fail "the user's frame is missing: $out"
+grep -q "/lat/lua/lat/\|\[C\]" <<< "$out" && fail "internal frames shown (${#deep} characters in a name): $out"
+out=$(LAT_TRACEBACK=full "$lat" "$tmp/fails.lua" 2>&1)
+grep -q "/share/lat/lua/lat/" <<< "$out" || fail "LAT_TRACEBACK=full hides frames: $out"
+echo "ok   tracebacks hide the installed library's frames, even under a long prefix"
+
 out=$(LAT_LUA_DIR="$here/../lua" "$lat" --version) || fail "LAT_LUA_DIR: $out"
 grep -q "(LAT_LUA_DIR)" <<< "$out" || fail "LAT_LUA_DIR not used: $out"
 out=$(LAT_LUA_DIR="$tmp/nowhere" "$lat" -e 'print(1)' 2>&1) && fail "a missing LAT_LUA_DIR ran: $out"
@@ -65,4 +75,4 @@ PY
 )
 grep -q "^result 21$" <<< "$out" || fail "the installed kernel spec: $out"
 echo "ok   the installed kernel spec runs the moved lat"
-echo "6 passed"
+echo "7 passed"

@@ -66,6 +66,20 @@ static void on_sigint(int sig) {
 static char lua_dir[4096];         /* the Lua library in use */
 static const char *lua_dir_kind = ""; /* where it was found, for --version */
 
+/* Whether a traceback line names a file of the Lua library: "\t<lua_dir>/lat/...", or, where
+ * Lua shortened a long name to its end, "\t...<end of lua_dir>/lat/..." */
+static int in_lua_library(const char *line) {
+  size_t dir = strlen(lua_dir);
+  if (!strncmp(line, "\t", 1) && !strncmp(line + 1, lua_dir, dir) && !strncmp(line + 1 + dir, "/lat/", 5)) return 1;
+  if (strncmp(line, "\t...", 4)) return 0;
+  const char *path = line + 4, *colon = strchr(path, ':');
+  for (const char *p = strstr(path, "/lat/"); p && (!colon || p < colon); p = strstr(p + 1, "/lat/")) {
+    size_t k = (size_t)(p - path);
+    if (k <= dir && !strncmp(lua_dir + dir - k, path, k)) return 1;
+  }
+  return 0;
+}
+
 /* Keeps the traceback's frames in the user's code: those in lat's own Lua files and in C
  * functions (error, pcall, require) are dropped, with a line saying how many, unless
  * LAT_TRACEBACK=full. */
@@ -76,8 +90,6 @@ static void push_user_traceback(lua_State *L, const char *full) {
     lua_pushstring(L, full);
     return;
   }
-  char prefix[4096 + 8];
-  snprintf(prefix, sizeof prefix, "\t%s/lat/", lua_dir);
   luaL_Buffer b;
   luaL_buffinit(L, &b);
   frames += strlen("\nstack traceback:\n");
@@ -86,7 +98,7 @@ static void push_user_traceback(lua_State *L, const char *full) {
   for (const char *line = frames; *line;) {
     const char *end = strchr(line, '\n');
     size_t n = end ? (size_t)(end - line) : strlen(line);
-    int internal = !strncmp(line, prefix, strlen(prefix)) || !strncmp(line, "\t[C]:", 5);
+    int internal = in_lua_library(line) || !strncmp(line, "\t[C]:", 5);
     if (internal) {
       hidden++;
     } else {
