@@ -495,13 +495,57 @@ H.test('email cleaning: Subject kept, other headers dropped, MIME decoded, HTML 
     '--XYZ--',
   }, '\n')
   local text = E.clean(msg)
-  H.assert(text:sub(1, 22) == 'Subject: Hello w\246rld !', text:sub(1, 22))
+  H.assert(text:sub(1, 23) == 'Subject: Hello wörld !', text:sub(1, 23))
   H.assert(not text:find('Received'), 'headers dropped')
-  H.assert(text:find('Caf\233 is a long line.', 1, true), 'quoted-printable')
+  H.assert(text:find('Café is a long line.', 1, true), 'quoted-printable, us-ascii read as Windows-1252')
   H.assert(not text:find('HTML version'), 'multipart/alternative keeps the plain part')
   H.assert(text:find('Buy now & save\nreally', 1, true), 'base64 html: ' .. text)
   H.assert(not text:find('<') and not text:find('R0lG'), 'tags and attachments gone')
   H.assert(E.base64('aGVsbG8gd29ybGQ=') == 'hello world' and E.base64('YQ==') == 'a')
+end)
+
+local function equal(got, want, what)
+  H.assert(got == want, ('%s: got %q, expected %q'):format(what or 'text', tostring(got), want), 2)
+end
+
+-- a message with one text part: its headers, then its body
+local function message(headers, body)
+  return table.concat(headers, '\n') .. '\n\n' .. body
+end
+
+H.test('email cleaning: bodies and subjects from their declared charsets to UTF-8', function()
+  local E, cs = data.email, data.charset
+  local function body(headers, bytes) return E.clean(message(headers, bytes)):match('\n\n(.*)$') end
+  equal(body({ 'Content-Type: text/plain; charset=ISO-8859-1' }, 'Gr\252\223e aus M\252nchen, na\239ve caf\233'),
+    'Grüße aus München, naïve café')
+  equal(body({ 'Content-Type: text/plain; charset="windows-1252"' }, '\147Smart quotes\148 \150 \1285 \133 \137'),
+    '“Smart quotes” – €5 … ‰')
+  equal(body({ 'Content-Type: text/plain; charset=koi8-r' }, '\240\210\201\215\197\212, \205\201\210'), 'Привет, мир')
+  equal(body({ 'Content-Type: text/plain; charset=iso-2022-jp' }, '\27$B$3$s$K$A$O@$3&\27(B'), 'こんにちは世界')
+  -- transfer encodings first, then the charset
+  equal(body({ 'Content-Type: text/plain; charset=ISO-2022-JP', 'Content-Transfer-Encoding: base64' },
+    'GyRCRnxLXDhsJE4lYSE8JWsbKEI='), '日本語のメール')
+  equal(body({ 'Content-Type: text/plain; charset=KOI8-R', 'Content-Transfer-Encoding: quoted-printable' },
+    '=F3=DF=C5=DB=D8 =D6=C5 =C5=DD=A3'), 'Съешь же ещё')
+  -- HTML: the charset from the Content-Type or else a <meta> tag; entities are UTF-8 too
+  equal(body({ 'Content-Type: text/html' },
+    '<html><head><meta http-equiv="Content-Type" content="text/html; charset=koi8-r"></head><body>\240\210\201\215\197\212 &#8364;</body></html>'),
+    'Привет €')
+  -- undeclared: valid UTF-8 stays, anything else is Windows-1252; an unknown charset likewise
+  equal(body({}, 'Grüße “x”'), 'Grüße “x”')
+  equal(body({}, '\147caf\233\148'), '“café”')
+  equal(body({ 'Content-Type: text/plain; charset=x-unknown-charset' }, 'caf\233'), 'café')
+  -- declared UTF-8 with invalid bytes, and bytes Windows-1252 leaves undefined: U+FFFD
+  equal(body({ 'Content-Type: text/plain; charset=utf-8' }, 'ok \255 \192\175 \237\160\128 end'), 'ok � �� ��� end')
+  equal(body({ 'Content-Type: text/plain; charset=windows-1252' }, 'a\129b'), 'a�b')
+  equal(body({ 'Content-Type: text/plain; charset=iso-2022-jp' }, '\27$B$3$'), 'こ�', 'a truncated character')
+  -- subjects: each encoded word from its charset, the raw bytes around them as undeclared
+  equal(E.clean(message({ 'Subject: =?koi8-r?B?8NLJ18XU?= and =?windows-1252?Q?Prix_sp=E9cial?= caf\233' }, '')),
+    'Subject: Привет and Prix spécial café\n\n')
+  equal(E.clean(message({ 'Subject: =?ISO-2022-JP?B?GyRCRnxLXDhsGyhC?=' }, '')), 'Subject: 日本語\n\n')
+  H.assert(cs.valid_utf8('Grüße') and not cs.valid_utf8('caf\233') and not cs.valid_utf8('\192\175')
+    and not cs.valid_utf8('\237\160\128') and cs.valid_utf8('ascii'), 'valid_utf8')
+  equal(cs.charset_of('text/plain; format=flowed; CHARSET="KOI8-R"'), 'koi8-r')
 end)
 
 os.execute(("rm -rf '%s'"):format(tmp))

@@ -106,6 +106,23 @@ def test_error_then_session_goes_on():
     assert result(out) == "9", out
 
 
+def test_locals_persist_across_cells():
+    reply, out = run("local k = 40\nlocal function plus2(v) return v + 2 end")
+    assert reply["status"] == "ok", reply
+    reply, out = run("plus2(k)")
+    assert result(out) == "42", out
+    reply, out = run("rawget(_G, 'k') == nil and rawget(_G, 'plus2') == nil")
+    assert result(out) == "true", out
+
+
+def test_library_error_shows_the_cells_frames_only():
+    reply, out = run("local m = lat.models.MLP{sizes = {2, 3, 1}}\nlocal y = m(lat.zeros(4, 5))\nreturn y")
+    assert reply["status"] == "error" and "in layer 'fc1' (Linear)" in reply["evalue"], reply
+    assert reply["evalue"].startswith("cell[%d]:2:" % reply["execution_count"]), reply
+    frames = "\n".join(reply["traceback"])
+    assert "/lua/lat/" not in frames and "[C]" not in frames, frames
+
+
 def test_interrupt_keeps_the_session():
     reply, out = run("kept = 11\nwhile true do local t = lat.ones(8) * 2 end", interrupt=True)
     assert reply["status"] == "error" and reply["ename"] == "Interrupted", reply

@@ -1,7 +1,9 @@
 /* main.c: the lat command. The one piece of C that knows Lua: it embeds LuaJIT, puts the lat
  * library on its paths, and runs a script, a snippet or the REPL (lua/lat/tools/repl.lua), giving
  * the REPL line editing and history from libedit and Ctrl-C that interrupts a running command. */
+#define _GNU_SOURCE /* dladdr */
 #include "lat.h"
+#include <dlfcn.h>
 #include <errno.h>
 #include <lauxlib.h>
 #include <lua.h>
@@ -12,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char *usage =
@@ -27,12 +30,25 @@ static const char *usage =
     "options:\n"
     "  -e CODE      run CODE (after it, a script if one is given)\n"
     "  -i           open the REPL after running the script or -e code\n"
-    "  -v, --version  print the version and exit\n"
+    "  -v, --version  print the version, the Lua library and liblat in use, the CPU, and exit\n"
     "  -h, --help   print this help and exit\n"
     "\n"
-    "environment:\n"
-    "  LAT_NUM_THREADS  threads for OpenBLAS and lat's own loops (default: all cores)\n"
-    "  LAT_HISTORY      REPL history file (default: ~/.lat_history)\n";
+    "environment (every variable lat reads):\n"
+    "  LAT_NUM_THREADS   threads for OpenBLAS and lat's own loops (default: all cores)\n"
+    "  LAT_DATA          the data sets' folder (default: data/ under the working directory)\n"
+    "  LAT_LUA_DIR       the Lua library to use (default: beside this lat; lat --version says which)\n"
+    "  LAT_LIBRARY       liblat.so to load (default: the one this lat is linked with)\n"
+    "  LAT_MPI_LIBRARY   liblat_mpi.so for lat.dist (default: beside liblat)\n"
+    "  LAT_TRACEBACK     'full' shows lat's internal frames in error tracebacks (default: hidden)\n"
+    "  LAT_CHECK_FINITE  0 turns off the stop at the first NaN or Inf (default: 1)\n"
+    "  LAT_PROGRESS      progress bars: tty, plain, display or off (default: by where output goes)\n"
+    "  LAT_HISTORY       REPL history file (default: ~/.lat_history; HOME locates it)\n"
+    "  LAT_GNUPLOT       the gnuplot command lat.plot runs (default: gnuplot)\n"
+    "  LAT_CONV_PATH     im2col or direct: force one convolution path (tests, benchmarks)\n"
+    "  LAT_KERNEL_FD     set by the Jupyter kernel (notebooks/kernel): its reply pipe\n"
+    "  SLURM_ARRAY_TASK_ID, _COUNT, _MIN, _STEP, SLURM_PROCID, SLURM_NTASKS, SLURM_JOB_ID,\n"
+    "  SLURM_ARRAY_JOB_ID, OMPI_COMM_WORLD_RANK, OMPI_COMM_WORLD_SIZE, PMI_RANK, PMI_SIZE\n"
+    "                    a sweep's shard and lat.dist's ranks, from the engine that started lat\n";
 
 static lua_State *globalL;
 
@@ -47,6 +63,58 @@ static void on_sigint(int sig) {
   lua_sethook(globalL, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
 
+static char lua_dir[4096];         /* the Lua library in use */
+static const char *lua_dir_kind = ""; /* where it was found, for --version */
+
+/* Whether a traceback line names a file of the Lua library: "\t<lua_dir>/lat/...", or, where
+ * Lua shortened a long name to its end, "\t...<end of lua_dir>/lat/..." */
+static int in_lua_library(const char *line) {
+  size_t dir = strlen(lua_dir);
+  if (!strncmp(line, "\t", 1) && !strncmp(line + 1, lua_dir, dir) && !strncmp(line + 1 + dir, "/lat/", 5)) return 1;
+  if (strncmp(line, "\t...", 4)) return 0;
+  const char *path = line + 4, *colon = strchr(path, ':');
+  for (const char *p = strstr(path, "/lat/"); p && (!colon || p < colon); p = strstr(p + 1, "/lat/")) {
+    size_t k = (size_t)(p - path);
+    if (k <= dir && !strncmp(lua_dir + dir - k, path, k)) return 1;
+  }
+  return 0;
+}
+
+/* Keeps the traceback's frames in the user's code: those in lat's own Lua files and in C
+ * functions (error, pcall, require) are dropped, with a line saying how many, unless
+ * LAT_TRACEBACK=full. */
+static void push_user_traceback(lua_State *L, const char *full) {
+  const char *e = getenv("LAT_TRACEBACK");
+  const char *frames = strstr(full, "\nstack traceback:\n");
+  if ((e && !strcmp(e, "full")) || !frames) {
+    lua_pushstring(L, full);
+    return;
+  }
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  frames += strlen("\nstack traceback:\n");
+  luaL_addlstring(&b, full, (size_t)(frames - full));
+  int hidden = 0;
+  for (const char *line = frames; *line;) {
+    const char *end = strchr(line, '\n');
+    size_t n = end ? (size_t)(end - line) : strlen(line);
+    int internal = in_lua_library(line) || !strncmp(line, "\t[C]:", 5);
+    if (internal) {
+      hidden++;
+    } else {
+      luaL_addlstring(&b, line, n);
+      luaL_addchar(&b, '\n');
+    }
+    line += n + (end != NULL);
+  }
+  if (hidden) {
+    char note[128];
+    snprintf(note, sizeof note, "\t(%d frames inside lat and C hidden; LAT_TRACEBACK=full shows them)", hidden);
+    luaL_addstring(&b, note);
+  }
+  luaL_pushresult(&b);
+}
+
 static int traceback(lua_State *L) {
   if (!lua_isstring(L, 1)) {
     if (lua_isnoneornil(L, 1) || !luaL_callmeta(L, 1, "__tostring") || !lua_isstring(L, -1))
@@ -54,6 +122,7 @@ static int traceback(lua_State *L) {
     lua_remove(L, 1);
   }
   luaL_traceback(L, L, lua_tostring(L, 1), 1);
+  push_user_traceback(L, lua_tostring(L, -1));
   return 1;
 }
 
@@ -212,16 +281,68 @@ static void close_on_exit(lua_State *L) {
   lua_pop(L, 1);
 }
 
+static int is_lua_library(const char *dir) {
+  char path[4096 + 32];
+  struct stat st;
+  snprintf(path, sizeof path, "%s/lat/init.lua", dir);
+  return stat(path, &st) == 0;
+}
+
+/* The Lua library: $LAT_LUA_DIR, else the one installed beside this lat (bin/../share/lat/lua),
+ * else that of the source tree this lat was built in (build/../lua), found from the binary's
+ * own path, so that an installed or moved lat and each clone's build use their own files.
+ * Returns 0 when none is found. */
+static int find_lua_dir(void) {
+  const char *env = getenv("LAT_LUA_DIR");
+  if (env) {
+    snprintf(lua_dir, sizeof lua_dir, "%s", env);
+    lua_dir_kind = "LAT_LUA_DIR";
+    return is_lua_library(lua_dir);
+  }
+  char exe[4096];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0) return 0;
+  exe[n] = '\0';
+  char *slash = strrchr(exe, '/');
+  if (slash) *slash = '\0';
+  static const struct { const char *rel, *kind; } places[] = {
+      {"/../share/lat/lua", "installed"}, {"/../lua", "build tree"}};
+  for (size_t i = 0; i < sizeof places / sizeof places[0]; i++) {
+    char dir[4096 + 32];
+    snprintf(dir, sizeof dir, "%s%s", exe, places[i].rel);
+    if (is_lua_library(dir) && realpath(dir, lua_dir)) {
+      lua_dir_kind = places[i].kind;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* the liblat this lat is linked with (the dynamic linker found it through the rpath) */
+static const char *linked_library(void) {
+  Dl_info info;
+  return dladdr((void *)lat_version, &info) && info.dli_fname ? info.dli_fname : "liblat.so";
+}
+
 static void set_paths(lua_State *L) {
-  const char *dir = getenv("LAT_LUA_DIR");
-  if (!dir) dir = LAT_LUA_DIR;
   lua_getglobal(L, "package");
-  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", dir, dir);
+  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", lua_dir, lua_dir);
   lua_getfield(L, -2, "path");
   lua_concat(L, 2);
   lua_setfield(L, -2, "path");
   lua_pop(L, 1);
-  if (!getenv("LAT_LIBRARY")) setenv("LAT_LIBRARY", LAT_LIBRARY_PATH, 1);
+  if (!getenv("LAT_LIBRARY")) setenv("LAT_LIBRARY", linked_library(), 1);
+}
+
+static void print_version(void) {
+  int found = find_lua_dir();
+  printf("lat %s (%s, liblat %s)\n", LAT_VERSION, LUAJIT_VERSION, lat_version());
+  printf("Lua library: %s (%s%s)\n", lua_dir, lua_dir_kind, found ? "" : ", not found");
+  printf("liblat: %s\n", getenv("LAT_LIBRARY") ? getenv("LAT_LIBRARY") : linked_library());
+  __builtin_cpu_init();
+  printf("CPU: %ld cores online, %s; %d threads%s\n", sysconf(_SC_NPROCESSORS_ONLN),
+         __builtin_cpu_supports("avx512f") ? "AVX-512" : __builtin_cpu_supports("avx2") ? "AVX2" : "no AVX2",
+         lat_get_num_threads(), getenv("LAT_NUM_THREADS") ? " (LAT_NUM_THREADS)" : "");
 }
 
 static int report(lua_State *L, int rc) {
@@ -278,7 +399,7 @@ int main(int argc, char **argv) {
       fputs(usage, stdout);
       return 0;
     } else if (!strcmp(a, "-v") || !strcmp(a, "--version")) {
-      printf("lat %s (%s, liblat %s)\n", LAT_VERSION, LUAJIT_VERSION, lat_version());
+      print_version();
       return 0;
     } else if (!strcmp(a, "-e")) {
       if (++i == argc) {
@@ -295,6 +416,11 @@ int main(int argc, char **argv) {
       script = i;
       break;
     }
+  }
+  if (!find_lua_dir()) {
+    fprintf(stderr, "lat: cannot find lat's Lua library (looked for lat/init.lua in %s); set LAT_LUA_DIR to "
+                    "the folder that holds lat/\n", lua_dir[0] ? lua_dir : "../share/lat/lua and ../lua beside lat");
+    return 1;
   }
   lua_State *L = luaL_newstate();
   if (!L) {

@@ -4,7 +4,8 @@ A thin wrapper over ipykernel: it starts one `lat` process running lua/lat/tools
 same engine as the lat command's REPL) and relays between Jupyter and that process. Requests go to
 the process's stdin as JSON lines; what cells print arrives on its stdout and stderr; replies
 (values, plots, errors, the end of a cell) arrive as JSON lines on a separate pipe. The lat command
-is $LAT (the kernel spec that CMake writes into build/jupyter names the built one).
+is $LAT (the kernel spec that CMake writes into build/jupyter names the built one), else the one
+installed with this file (PREFIX/share/jupyter/kernels/lat/lat_kernel.py -> PREFIX/bin/lat).
 
     /usr/bin/python3 notebooks/kernel/lat_kernel.py -f CONNECTION_FILE   (what kernel.json runs)
 """
@@ -27,11 +28,18 @@ from ipykernel.kernelbase import Kernel
 INTERRUPT_GRACE = 5.0
 
 
+def installed_lat():
+    """PREFIX/bin/lat when this file is PREFIX/share/jupyter/kernels/lat/lat_kernel.py, else lat"""
+    prefix = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", ".."))
+    lat = os.path.join(prefix, "bin", "lat")
+    return lat if os.access(lat, os.X_OK) else "lat"
+
+
 class LatProcess:
     """One lat process serving lua/lat/tools/kernel.lua, and the three pipes from it."""
 
     def __init__(self):
-        lat = os.environ.get("LAT", "lat")
+        lat = os.environ.get("LAT") or installed_lat()
         replies_r, replies_w = os.pipe()
         env = dict(os.environ, LAT_KERNEL_FD=str(replies_w))
         try:

@@ -1,6 +1,8 @@
--- email.lua: a raw e-mail message to plain text: its Subject line, then the text of its body,
--- with MIME parts walked, quoted-printable and base64 decoded and HTML tags stripped.
+-- email.lua: a raw e-mail message to plain text in UTF-8: its Subject line, then the text of its
+-- body, with MIME parts walked, quoted-printable and base64 decoded, each part converted from its
+-- declared charset (lat.data.charset) and HTML tags stripped.
 local bit = require 'bit'
+local charset = require 'lat.data.charset'
 
 local E = {}
 
@@ -37,13 +39,20 @@ function E.quoted_printable(s)
   return (s:gsub('=\r?\n', ''):gsub('=(%x%x)', hexchar))
 end
 
--- =?charset?B?...?= and =?charset?Q?...?= words of a header (bytes kept in their charset)
+-- a header in UTF-8: its =?charset?B?...?= and =?charset?Q?...?= words decoded from their
+-- charsets, the bytes around them read as undeclared
 function E.decode_words(s)
   s = s:gsub('(%?=)%s+(=%?)', '%1%2') -- whitespace between encoded words is not text
-  return (s:gsub('=%?[^?]*%?([bBqQ])%?([^?]*)%?=', function(enc, text)
-    if enc == 'b' or enc == 'B' then return E.base64(text) end
-    return (text:gsub('_', ' '):gsub('=(%x%x)', hexchar))
-  end))
+  local out, pos = {}, 1
+  while true do
+    local i, j, cs, enc, text = s:find('=%?([^?]*)%?([bBqQ])%?([^?]*)%?=', pos)
+    out[#out + 1] = charset.to_utf8(s:sub(pos, (i or 0) - 1))
+    if not i then break end
+    local bytes = (enc == 'b' or enc == 'B') and E.base64(text) or text:gsub('_', ' '):gsub('=(%x%x)', hexchar)
+    out[#out + 1] = charset.to_utf8(bytes, (cs:gsub('%*.*$', ''))) -- RFC 2231: charset*language
+    pos = j + 1
+  end
+  return table.concat(out)
 end
 
 -- ---------------------------------------------------------------- HTML
@@ -115,11 +124,15 @@ local function content_type(h)
   return typ, boundary
 end
 
-local function decode_body(body, h)
+-- the body's text in UTF-8: transfer encoding undone, then converted from the declared charset
+-- (for HTML also one declared in a <meta> tag)
+local function decode_body(body, h, html)
   local cte = (h['content-transfer-encoding'] or ''):lower()
-  if cte:find('base64', 1, true) then return E.base64(body) end
-  if cte:find('quoted', 1, true) then return E.quoted_printable(body) end
-  return body
+  if cte:find('base64', 1, true) then body = E.base64(body)
+  elseif cte:find('quoted', 1, true) then body = E.quoted_printable(body) end
+  local cs = charset.charset_of(h['content-type'])
+  if not cs and (html or looks_like_html(body)) then cs = charset.charset_of(body:sub(1, 4096):match('<[mM][eE][tT][aA][^>]*>')) end
+  return charset.to_utf8(body, cs)
 end
 
 -- the parts between the boundary lines of a multipart body
@@ -160,7 +173,7 @@ local function walk(h, body, out, depth)
     local ph, pb = split_message(body)
     walk(parse_headers(ph), pb, out, depth + 1)
   elseif typ == 'text/html' then
-    out[#out + 1] = E.strip_html(decode_body(body, h))
+    out[#out + 1] = E.strip_html(decode_body(body, h, true))
   elseif typ:find('^text/') or typ == 'text' then
     local text = decode_body(body, h)
     if looks_like_html(text) then text = E.strip_html(text) end

@@ -22,6 +22,7 @@ return {
   words = require 'lat.data.words',
   bpe = require 'lat.data.bpe',
   email = require 'lat.data.email',
+  charset = require 'lat.data.charset',
   -- data sets
   root = files.root,
   fashion_mnist = vision.fashion_mnist, image_folder = vision.image_folder,

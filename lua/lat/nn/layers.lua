@@ -7,6 +7,17 @@ local class, raise = Module.class, core.raise
 
 local L = {}
 
+-- 'stride=2' settings for extra_repr, in the order given
+local function settings(...)
+  local out = {}
+  for i = 1, select('#', ...), 2 do
+    local k, v = select(i, ...)
+    if type(v) == 'table' then v = '(' .. table.concat(v, ', ') .. ')' end
+    out[#out + 1] = k .. '=' .. tostring(v)
+  end
+  return table.concat(out, ', ')
+end
+
 local function rng(opts) return opts and opts.rng or lat.default_generator end
 
 -- uniform in [-bound, bound], as PyTorch's kaiming_uniform(a=sqrt(5)) for weights and biases
@@ -28,6 +39,9 @@ function L.Linear:__init(n_in, n_out, opts)
   if opts.bias ~= false then self:param('bias', uniform({ n_out }, bound, rng(opts))) end
 end
 function L.Linear:forward(x) return lat.linear(x, self.weight, rawget(self, 'bias')) end
+function L.Linear:extra_repr()
+  return ('%d, %d, '):format(self.in_features, self.out_features) .. settings('bias', rawget(self, 'bias') ~= nil)
+end
 
 -- ---------------------------------------------------------------- Conv2d
 
@@ -43,6 +57,11 @@ function L.Conv2d:__init(c_in, c_out, k, opts)
 end
 function L.Conv2d:forward(x)
   return lat.conv2d(x, self.weight, rawget(self, 'bias'), { stride = self.stride, padding = self.padding })
+end
+function L.Conv2d:extra_repr()
+  local w = self.weight.shape
+  return ('%d, %d, '):format(w[2], w[1]) .. settings('kernel_size', { w[3], w[4] }, 'stride', self.stride,
+    'padding', self.padding, 'bias', rawget(self, 'bias') ~= nil)
 end
 
 -- ---------------------------------------------------------------- normalisation
@@ -61,6 +80,9 @@ function L.BatchNorm2d:forward(x)
     { training = self.training, momentum = self.momentum, eps = self.eps })
 end
 L.BatchNorm1d = L.BatchNorm2d
+function L.BatchNorm2d:extra_repr()
+  return self.weight.shape[1] .. ', ' .. settings('eps', self.eps, 'momentum', self.momentum)
+end
 
 L.LayerNorm = class('LayerNorm')
 function L.LayerNorm:__init(d, opts)
@@ -69,6 +91,7 @@ function L.LayerNorm:__init(d, opts)
   self:param('bias', lat.zeros(d))
 end
 function L.LayerNorm:forward(x) return lat.layer_norm(x, self.weight, self.bias, self.eps) end
+function L.LayerNorm:extra_repr() return self.weight.shape[1] .. ', ' .. settings('eps', self.eps) end
 
 -- ---------------------------------------------------------------- activations and shape
 
@@ -92,6 +115,7 @@ function L.GELU:forward(x)
   if self.approximate == 'tanh' then return x:gelu_tanh() end
   return x:gelu()
 end
+function L.GELU:extra_repr() return settings('approximate', self.approximate) end
 L.Tanh = stateless('Tanh', function(x) return x:tanh() end)
 L.Sigmoid = stateless('Sigmoid', function(x) return x:sigmoid() end)
 L.Identity = stateless('Identity', function(x) return x end)
@@ -100,14 +124,17 @@ L.GlobalAvgPool2d = stateless('GlobalAvgPool2d', function(x) return lat.global_a
 L.Flatten = class('Flatten')
 function L.Flatten:__init(first) self.first = first or 2 end
 function L.Flatten:forward(x) return x:flatten(self.first) end
+function L.Flatten:extra_repr() return settings('first', self.first) end
 
 L.MaxPool2d = class('MaxPool2d')
 function L.MaxPool2d:__init(k, opts) self.k, self.opts = k, opts end
 function L.MaxPool2d:forward(x) return lat.max_pool2d(x, self.k, self.opts) end
+function L.MaxPool2d:extra_repr() return settings('kernel_size', self.k) end
 
 L.AvgPool2d = class('AvgPool2d')
 function L.AvgPool2d:__init(k, opts) self.k, self.opts = k, opts end
 function L.AvgPool2d:forward(x) return lat.avg_pool2d(x, self.k, self.opts) end
+function L.AvgPool2d:extra_repr() return settings('kernel_size', self.k) end
 
 L.Dropout = class('Dropout')
 function L.Dropout:__init(p, opts)
@@ -115,6 +142,7 @@ function L.Dropout:__init(p, opts)
   self.p, self.rng = p, rng(opts)
 end
 function L.Dropout:forward(x) return lat.dropout(x, self.p, self.training, self.rng) end
+function L.Dropout:extra_repr() return settings('p', self.p) end
 
 -- ---------------------------------------------------------------- Embedding
 
@@ -125,6 +153,7 @@ function L.Embedding:__init(n, d, opts)
   self:param('weight', lat.randn({ n, d }, { rng = rng(opts) }):mul_(opts and opts.std or 1))
 end
 function L.Embedding:forward(ids) return lat.embedding(self.weight, ids) end
+function L.Embedding:extra_repr() return self.num_embeddings .. ', ' .. self.dim end
 
 -- ---------------------------------------------------------------- Sequential
 

@@ -33,7 +33,34 @@ Module.class = class
 
 function Module:__init() end
 function Module:forward() raise(self.__name .. ': forward is not defined') end
-function Module.__tostring(m) return ('%s (%d parameters)'):format(m.__name, m:num_parameters()) end
+
+-- ---------------------------------------------------------------- printing
+
+-- one line of settings after a layer's type name, 'Linear(784, 10, bias=true)'; layers override it
+function Module:extra_repr() return '' end
+
+-- '12,345' for a parameter count
+local function thousands(n) return (tostring(n):reverse():gsub('(%d%d%d)', '%1,'):reverse():gsub('^,', '')) end
+
+-- print(model): the module tree as PyTorch prints it, with each layer's settings (extra_repr)
+-- and the parameter count of every layer and container that holds any
+function Module.__tostring(m)
+  local lines = {}
+  local function walk(mod, label, indent)
+    local n = mod:num_parameters()
+    local count = n > 0 and ('  -- ' .. thousands(n) .. ' parameters') or ''
+    local head = indent .. label .. mod.__name .. '('
+    if #mod._child_names == 0 then
+      lines[#lines + 1] = head .. mod:extra_repr() .. ')' .. count
+      return
+    end
+    lines[#lines + 1] = head .. count
+    for _, c in ipairs(mod._child_names) do walk(mod[c], '(' .. c .. '): ', indent .. '  ') end
+    lines[#lines + 1] = indent .. ')'
+  end
+  walk(m, '', '')
+  return table.concat(lines, '\n')
+end
 
 -- ---------------------------------------------------------------- registration
 
@@ -302,11 +329,16 @@ local function shape_of(v)
   return type(v)
 end
 
--- Runs the model on example input (without gradients) and prints each layer's name, type,
--- output shape and parameter count; returns the text.
+-- summary(example_input, ...): runs the model on example input (without gradients) and prints
+-- each layer's name, type, output shape and parameter count; returns the text.
 function Module:summary(...)
   local rows, handles = {}, {}
   local args = { n = select('#', ...), ... }
+  if args.n == 0 then
+    raise(('summary: needs an example input to run the model on, e.g. model:summary(lat.zeros(1, 1, 28, 28)) '
+      .. 'for images or model:summary(lat.zeros({1, 16}, \'int32\')) for token ids (print(model) shows the '
+      .. 'layers and parameters without one)'))
+  end
   for _, e in ipairs(self:named_modules()) do
     local name, m = e[1], e[2]
     local own = 0

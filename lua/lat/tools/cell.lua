@@ -2,20 +2,26 @@
 -- multi-line chunk) and the notebook kernel (a cell). A cell is statements whose last one, if it
 -- is an expression, gives the values shown ('x = 2\nx * 3' shows 6); the rest runs as usual.
 local lat = require 'lat'
+local locals = require 'lat.tools.locals'
 
 local M = {}
 
 -- true when the chunk failed to compile only because it ends too soon (more lines would help)
 function M.incomplete(err) return err ~= nil and err:match("'<eof>'$") ~= nil end
 
--- compile(src, name): a function running src and returning the values of its last expression
+-- compile(src, name[, env]): a function running src and returning the values of its last expression
 -- (none when it ends in a statement), or nil and the compiler's message for src as statements.
 -- The last expression is the shortest run of last lines that reads as one: when src already
 -- compiles as statements that run must also be a statement by itself (a call), so 'x = 1\n-1'
--- keeps its meaning (x = 0) instead of returning -1.
-function M.compile(src, name)
+-- keeps its meaning (x = 0) instead of returning -1. With env (a lat.tools.locals session) the
+-- chunk's top-level locals become the session's and it runs in env.
+function M.compile(src, name, env)
   name = name or '=stdin'
   src = src:gsub('%s+$', '')
+  if env then
+    local f, err = M.compile(locals.rewrite(src), name)
+    return f and setfenv(f, env), err
+  end
   local whole, err = loadstring(src, name)
   local starts = { 1 } -- where each line begins
   for pos in src:gmatch('\n()') do starts[#starts + 1] = pos end

@@ -1,11 +1,11 @@
--- tools/complete.lua: what the REPL offers on Tab, and help(f). complete('model.blo') looks up
+-- tools/complete.lua: what the REPL offers on Tab. complete('model.blo') looks up
 -- `model` from the globals, lists the names reachable from it (fields, methods through
 -- metatables, a tensor's methods and properties, a module's layers) and returns those that
--- start with 'blo', each as the whole word ('model.blocks'). help(f) prints the comment block
--- above f's definition in its source file.
+-- start with 'blo', each as the whole word ('model.blocks').
 local lat = require 'lat'
 
 local M = {}
+M.scope = {} -- the session's locals (lat.tools.locals), seen before the globals
 
 -- names reachable from a value with '.' (or ':' for methods only)
 local function names_of(v, methods_only)
@@ -35,7 +35,11 @@ end
 
 -- the value a dotted name ('lat.attack.pgd', 'model.blocks.1') names among the globals, or nil
 function M.resolve(name)
-  local value = _G
+  local value = setmetatable({}, { __index = function(_, k)
+    local v = M.scope[k]
+    if v == nil then return _G[k] end
+    return v
+  end })
   for part in name:gmatch('[^.:]+') do
     if type(value) ~= 'table' and not lat.is_tensor(value) then return nil end
     local ok, v = pcall(function() return value[tonumber(part) or part] end)
@@ -54,42 +58,17 @@ function M.complete(word)
   else
     value, sep, prefix, base = _G, '', word, nil
   end
-  local out = {}
-  for _, k in ipairs(names_of(value, sep == ':')) do
+  local out, names = {}, names_of(value, sep == ':')
+  if not base then
+    local seen = {}
+    for _, k in ipairs(names) do seen[k] = true end
+    for _, k in ipairs(names_of(M.scope)) do if not seen[k] then names[#names + 1] = k end end
+  end
+  for _, k in ipairs(names) do
     if k:sub(1, #prefix) == prefix then out[#out + 1] = (base and (base .. sep) or '') .. k end
   end
   table.sort(out)
   return out
 end
-
--- doc(f): the comment block written above f in its source file (lat's functions are documented
--- that way) and where f is defined, or a note that there is none
-function M.doc(f)
-  if type(f) ~= 'function' then
-    return ('help: expected a function, got %s (try help(lat.attack.pgd))'):format(type(f))
-  end
-  local info = debug.getinfo(f, 'S')
-  local path = info.source:match('^@(.*)')
-  local lines = {}
-  if path then
-    local fh = io.open(path)
-    if fh then
-      for l in fh:lines() do lines[#lines + 1] = l end
-      fh:close()
-    end
-  end
-  local doc = {}
-  local i = info.linedefined - 1
-  while i >= 1 and lines[i] and lines[i]:match('^%s*%-%-') do
-    table.insert(doc, 1, (lines[i]:gsub('^%s*%-%- ?', '')))
-    i = i - 1
-  end
-  local where = path and ('%s:%d'):format(path, info.linedefined) or info.short_src
-  if #doc == 0 then return ('no documentation above its definition (%s)'):format(where) end
-  return table.concat(doc, '\n') .. '\n  (' .. where .. ')'
-end
-
--- help(f): prints doc(f)
-function M.help(f) print(M.doc(f)) end
 
 return M

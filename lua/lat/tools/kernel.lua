@@ -29,6 +29,7 @@ local SIGINT, SIG_IGN = 2, ffi.cast('void *', 1)
 local M = {}
 
 local replies, requests = nil, io.stdin
+local env, values = require('lat.tools.locals').session() -- the notebook's locals, cell to cell
 
 local function send(msg)
   io.stdout:flush()
@@ -58,7 +59,7 @@ end
 
 local function execute(req)
   local name = ('cell[%d]'):format(req.n or 0)
-  local f, err = cell.compile(req.code, '=' .. name)
+  local f, err = cell.compile(req.code, '=' .. name, env)
   if not f then
     send(error_reply(err, name))
     return
@@ -76,8 +77,7 @@ end
 local function inspect(word)
   local v = complete.resolve(word)
   if v == nil then return nil end
-  if type(v) == 'function' then return complete.doc(v) end
-  return lat.repr(v)
+  return require('lat.tools.help').text(v, true)
 end
 
 -- serve(): answers requests until stdin closes
@@ -90,7 +90,8 @@ function M.serve()
   io.stdout:setvbuf('line')
   io.input('/dev/null') -- io.read() in a cell must not eat the requests
   _G.lat = lat
-  _G.help = complete.help
+  _G.help = require('lat.tools.help').help
+  complete.scope = values
   -- the reader acknowledges each display, so that what the cell prints next comes after it
   lat.plot.display = function(path, temp)
     send{ type = 'display', png = path, temp = temp or false }

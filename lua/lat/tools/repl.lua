@@ -1,12 +1,14 @@
 -- tools/repl.lua: the interactive loop of the lat command. Each line runs as a cell
--- (lat.tools.cell): the values of a final expression are printed; an incomplete chunk asks for
+-- (lat.tools.cell) in one session (lat.tools.locals: a `local` stays for the next lines): the values of a final expression are printed; an incomplete chunk asks for
 -- more lines; an error prints its message and the loop goes on.
 local cli = require 'lat.cli'
 local lat = require 'lat'
 local complete = require 'lat.tools.complete'
 local cell = require 'lat.tools.cell'
+local env, values = require('lat.tools.locals').session()
 _G.lat = lat
-_G.help = complete.help
+complete.scope = values
+_G.help = require('lat.tools.help').help
 cli.complete = complete.complete
 
 if cli.interactive() then
@@ -22,7 +24,7 @@ while true do
   end
   local src = buffer and (buffer .. '\n' .. line) or line
   if src:match('%S') then
-    local f, err = cell.compile(src)
+    local f, err = cell.compile(src, '=stdin', env)
     if not f and cell.incomplete(err) then
       buffer = src
     else
