@@ -233,7 +233,7 @@ return lat.experiment{
     local s = data(opt)
     local model, info, found, dir = ctx:cached('text_trojaned', { len = opt.len, dim = opt.dim, heads = opt.heads, layers = opt.layers,
       dropout = opt.dropout, vocab = opt.vocab, buckets = opt.buckets, epochs = opt.epochs, batch = opt.batch, lr = opt.lr,
-      weight_decay = opt.weight_decay, rate = opt.rate, within = opt.within, seed = opt.seed, quick = opt.quick },
+      weight_decay = opt.weight_decay, rate = opt.rate, within = opt.within, seed = opt.seed, quick = opt.quick, layout = 'gpt2' },
       function() return implant(opt, s) end)
     ctx:link('trojaned.safetensors', dir .. '/model.safetensors')
     print(('trojaned model: %s (%.0f s of training)'):format(found and ('found in the cache, ' .. dir) or 'trained here', info.seconds))

@@ -204,7 +204,7 @@ function X.trojaned(d, opt, ctx)
     end
     return model, { seconds = 0, loaded = opt.model, train_loss = tonumber(meta.train_loss) }
   end
-  local inputs = {}
+  local inputs = { layout = 'gpt2' } -- stages cached before the GPT took GPT-2's names are made again
   for _, k in ipairs(PRETRAINING) do inputs[k] = opt[k] end
   local model, info, found, dir = ctx:cached('lm_trojaned', inputs, function() return X.pretrain(d, opt) end)
   ctx:link('trojaned.safetensors', dir .. '/model.safetensors')
