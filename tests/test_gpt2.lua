@@ -4,6 +4,8 @@
 -- gives the same logits, loss, gradients and greedy continuation; lat's save goes back the same
 -- way; Conv1D's gradients by finite differences; the short site names (h.0); generation from a
 -- text prompt through the BPE tokenizer; bad configs, weights and tokenizer files.
+-- LAT_GPT2_SHAPE=small (tests/bench/gpt2_parity.sh) runs the comparisons with PyTorch at GPT-2
+-- small's shapes (124M parameters, batch 4 x 128) instead, and nothing else.
 local H = require 'harness'
 local lat = require 'lat'
 local cjson = require 'cjson'
@@ -11,10 +13,12 @@ local gpt2 = lat.models.gpt2
 
 local PYTHON = os.getenv('LAT_PYTHON') or '/usr/bin/python3'
 local DIR = (os.getenv('LAT_TEST_TMP') or '/tmp') .. '/gpt2'
-local TINY = DIR .. '/tiny'
+local SHAPE = os.getenv('LAT_GPT2_SHAPE') or 'tiny'
+assert(SHAPE == 'tiny' or SHAPE == 'small', "LAT_GPT2_SHAPE must be 'tiny' or 'small'")
+local TINY = DIR .. '/' .. SHAPE
 os.execute(('rm -rf %s && mkdir -p %s'):format(DIR, TINY))
 local REF = (debug.getinfo(1, 'S').source:match('^@(.*/)') or './') .. 'gpt2_ref.py'
-local out = H.run(('%s %s %s tiny'):format(PYTHON, REF, TINY))
+local out = H.run(('%s %s %s %s'):format(PYTHON, REF, TINY, SHAPE))
 assert(out:find('%[exit 0%]\n$'), 'gpt2_ref.py failed: ' .. out)
 
 local function max_diff(a, b) return (a - b):abs():amax():item() end
@@ -38,8 +42,9 @@ H.test('a Hugging Face GPT-2 folder loads with its keys and shapes', function()
   end
   for name in pairs(own) do H.assert(file[name] or name == 'lm_head.weight', 'lat has more: ' .. name) end
   H.assert(model.lm_head.weight == model.transformer.wte.weight, 'lm_head is tied to wte')
-  H.assert(#model:parameters() == 4 + 12 * 2, 'the tied weight is one parameter')
-  H.assert(model.transformer.ln_f.eps == 1e-6, 'layer_norm_epsilon reaches the LayerNorms')
+  H.assert(#model:parameters() == 4 + 12 * model.config.layers, 'the tied weight is one parameter')
+  H.assert(model.transformer.ln_f.eps == (SHAPE == 'tiny' and 1e-6 or 1e-5), 'layer_norm_epsilon reaches the LayerNorms')
+  print(('     %d parameters'):format(model:num_parameters()))
   H.assert(model.transformer.h[0].mlp.act.approximate == 'tanh', 'gelu_new is the tanh GELU')
   H.assert(not model.training, 'loaded in evaluation mode')
 end)
@@ -75,6 +80,8 @@ H.test('greedy generation continues as PyTorch does', function()
   local got = model:generate(prompt, 8)
   for j = 1, 8 do H.assert(got[j] == ref.greedy.i[j - 1], ('token %d: lat %d, PyTorch %d'):format(j, got[j], ref.greedy.i[j - 1])) end
 end)
+
+if SHAPE == 'small' then H.finish() end
 
 H.test('generation from a text prompt through the BPE tokenizer', function()
   local tok = lat.data.bpe.gpt2()
