@@ -32,8 +32,9 @@ local function norm_names()
 end
 
 -- where: 'input' (the model's input), 'embedding' (the output of the layer named by
--- opts.embedding, default 'transformer.drop': the token and position embeddings' sum), a layer name (its output), '<layer>:in' (its input), or a list
--- of these; each becomes a site { layer = name, pre = bool, name = the string given }
+-- opts.embedding, default 'transformer.drop': the token and position embeddings' sum), a layer
+-- name (its output), '<layer>:in' (its input), or a list of these; each becomes a site
+-- { layer = name, pre = bool, name = the string given }
 local function sites_of(where, embedding)
   local list = type(where) == 'table' and where or { where }
   if #list == 0 then raise('threat: where must name at least one place') end
