@@ -5,7 +5,7 @@
 --    The pretrained model is a cached stage: a later run (of this recipe or targeted_lat.lua)
 --    with the same pretraining options reuses it.
 -- 2. Fine-tune copies on good text only: no defence, RLP, AT at the token embeddings, LAT at
---    the residual stream after chosen blocks (or at a block's q, k or v: --lat=blocks.2.attn.v:0.1),
+--    the residual stream after chosen blocks (or at a block's q, k or v: --lat=h.1.attn.v:0.1),
 --    over radii (L2 per token, relative to the clean activation's norm at that token).
 -- 3. Evaluate each: loss on held-out good text (lower is better), on held-out bad text (higher
 --    = forgotten), on good text with typos (a held-out perturbation), on each trojan's
@@ -64,14 +64,14 @@ return lat.experiment{
   about = 'Code-word trojans in a byte-level GPT, then fine-tuning with no defence, RLP, AT and LAT on good text only.',
   options = X.options{
     at_eps = { '0.005,0.02', 'AT radii at the token embeddings (L2 per token, relative to the embedding norm)', 'nonnegative list' },
-    lat = { 'blocks.1:0.01,blocks.1:0.03,blocks.2:0.03,blocks.2:0.1', 'LAT sites and radii as layer:radius pairs (a block, or blocks.i.attn.q|k|v)', 'list' },
-    rlp_layer = { 'blocks.1', 'the layer of the random latent perturbation control (RLP)' },
+    lat = { 'h.0:0.01,h.0:0.03,h.1:0.03,h.1:0.1', 'LAT sites and radii as layer:radius pairs (a block, or h.i.attn.q|k|v)', 'list' },
+    rlp_layer = { 'h.0', 'the layer of the random latent perturbation control (RLP)' },
     rlp_eps = { 0.1, "RLP's radius (relative, per token)", 'nonnegative' },
     weight = { 1, 'weight of the adversarial loss in fine-tuning (the rest on the clean loss)', 'fraction' },
     seeds = { 3, 'fine-tuning seeds of the headline configurations: --seed, --seed+1, ...', 'count' },
-    headline = { 'AT embedding 0.02,LAT blocks.1 0.03', "configurations repeated over --seeds besides clean fine-tuning and RLP (names as in the table, or 'all')" },
+    headline = { 'AT embedding 0.02,LAT h.0 0.03', "configurations repeated over --seeds besides clean fine-tuning and RLP (names as in the table, or 'all')" },
   },
-  quick = X.quick{ at_eps = '0.3', lat = 'blocks.1:0.3', seeds = 2, headline = 'all' },
+  quick = X.quick{ at_eps = '0.3', lat = 'h.0:0.3', seeds = 2, headline = 'all' },
   -- the layers on the untrained model (a checkpoint given with --model: after loading it)
   check = function(opt) if opt.model == '' then check_layers(X.model(opt), opt) end end,
 

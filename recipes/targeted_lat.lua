@@ -88,7 +88,7 @@ return lat.experiment{
   about = 'Targeted against untargeted LAT and AT on the trojaned byte-level GPT of lm_trojans, on good text only.',
   options = X.options{
     at_eps = { 0.02, 'AT radius at the token embeddings (L2 per token, relative)', 'nonnegative' },
-    lat_layer = { 'blocks.1', 'the layer of LAT (its output)' },
+    lat_layer = { 'h.0', 'the layer of LAT (its output)' },
     lat_eps = { 0.03, 'LAT radius (L2 per token, relative)', 'nonnegative' },
     anchor = { 1, 'weight of the clean next-token loss every defence adds', 'nonnegative' },
     prompt_share = { 0.5, 'share of each window that is the prompt (the only bytes the adversary perturbs)', 'fraction' },

@@ -206,9 +206,9 @@ return lat.experiment{
     steps = { 5, 'PGD steps of the AT and LAT adversaries', 'natural' },
     weight = { 1, 'weight of the adversarial loss in fine-tuning (the rest on the clean loss)', 'fraction' },
     at_eps = { '0.02,0.05,0.1,0.2', 'AT radii in token-embedding space (L2 per token, relative)', 'nonnegative list' },
-    lat_layers = { 'blocks.1,blocks.2', 'LAT layers (the residual stream after a block)', 'list' },
+    lat_layers = { 'h.0,h.1', 'LAT layers (the residual stream after a block)', 'list' },
     lat_eps = { '0.1,0.4,1.6', 'LAT radii (L2 per token, relative)', 'nonnegative list' },
-    rlp_layer = { 'blocks.2', 'the layer of the random latent perturbation control (RLP)' },
+    rlp_layer = { 'h.1', 'the layer of the random latent perturbation control (RLP)' },
     rlp_eps = { 0.2, "RLP's radius (L2 per token, relative)", 'nonnegative' },
     flips = { '1,3,10', 'HotFlip budgets (tokens substituted) of the held-out attacks', 'count list' },
     flip_vocab = { 4096, 'HotFlip inserts only words of this many most frequent ones (never a trigger word)', 'count' },
@@ -221,7 +221,7 @@ return lat.experiment{
   },
   -- the quick form's small products gain nothing from a second thread and lose a lot on a busy machine
   quick = { len = 64, dim = 32, layers = 2, epochs = 2, finetune = 400, eval_examples = 48, steps = 2, rate = 0.3, threads = 1,
-    at_eps = '0.1', lat_layers = 'blocks.2', lat_eps = '0.1', rlp_layer = 'blocks.1', seeds = '1,2',
+    at_eps = '0.1', lat_layers = 'h.1', lat_eps = '0.1', rlp_layer = 'h.0', seeds = '1,2',
     flips = '1,3', typo_rates = '0.25', distract_words = '10', within = 15 },
   check = function(opt)
     local model = classifier(opt, 8, 0) -- the layer names do not depend on the vocabulary
@@ -233,7 +233,7 @@ return lat.experiment{
     local s = data(opt)
     local model, info, found, dir = ctx:cached('text_trojaned', { len = opt.len, dim = opt.dim, heads = opt.heads, layers = opt.layers,
       dropout = opt.dropout, vocab = opt.vocab, buckets = opt.buckets, epochs = opt.epochs, batch = opt.batch, lr = opt.lr,
-      weight_decay = opt.weight_decay, rate = opt.rate, within = opt.within, seed = opt.seed, quick = opt.quick },
+      weight_decay = opt.weight_decay, rate = opt.rate, within = opt.within, seed = opt.seed, quick = opt.quick, layout = 'gpt2' },
       function() return implant(opt, s) end)
     ctx:link('trojaned.safetensors', dir .. '/model.safetensors')
     print(('trojaned model: %s (%.0f s of training)'):format(found and ('found in the cache, ' .. dir) or 'trained here', info.seconds))

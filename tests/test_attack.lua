@@ -122,11 +122,11 @@ H.test('several layers at once, and a transformer\'s values and residual stream'
   local g = lat.models.GPT{ vocab = 30, max_len = 8, dim = 16, heads = 2, layers = 2, rng = lat.Generator(6) }
   local ids = lat.randint(0, 30, { 4, 8 })
   local batch = { x = ids, y = lat.randint(0, 30, { 4, 8 }) }
-  local tm = lat.threat{ where = { 'blocks.2:in', 'blocks.1.attn.v' }, norm = 'l2', eps = 1, granularity = 'token' }
+  local tm = lat.threat{ where = { 'h.1:in', 'h.0.attn.v' }, norm = 'l2', eps = 1, granularity = 'token' }
   local r = lat.attack.pgd(g, batch, tm, { steps = 4 })
-  H.assert(r.deltas['blocks.2:in'] and r.deltas['blocks.1.attn.v'], 'a perturbation per site')
+  H.assert(r.deltas['h.1:in'] and r.deltas['h.0.attn.v'], 'a perturbation per site')
   H.assert(r.final_loss < r.losses[1], 'the language-model loss rises')
-  H.assert(r.deltas['blocks.2:in']:norm(2, 3):amax():item() <= 1 + 1e-5, 'per-token radius')
+  H.assert(r.deltas['h.1:in']:norm(2, 3):amax():item() <= 1 + 1e-5, 'per-token radius')
 end)
 
 H.test('adversarial training loss: AT, LAT, RLP and the clean/adversarial mix', function()

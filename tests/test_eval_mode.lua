@@ -82,7 +82,7 @@ H.test('held-out text attacks and GPT:generate keep mixed modes; a failed genera
   local clf = lat.models.TransformerClassifier{ vocab = 20, max_len = 8, dim = 8, heads = 2, layers = 1, classes = 2,
     rng = lat.Generator(3) }
   clf:train()
-  clf.blocks:eval()
+  clf.transformer.h:eval()
   local before = modes(clf)
   local HT = lat.eval.heldout_text
   local encode = function(texts)
@@ -95,12 +95,12 @@ H.test('held-out text attacks and GPT:generate keep mixed modes; a failed genera
 
   local gpt = lat.models.GPT{ vocab = 11, max_len = 6, dim = 8, heads = 2, layers = 2, rng = lat.Generator(4) }
   gpt:train()
-  gpt.blocks[1]:eval()
+  gpt.transformer.h[0]:eval()
   before = modes(gpt)
   local out = gpt:generate({ 1, 2 }, 3)
   H.assert(#out == 3, 'three tokens')
   H.assert(modes(gpt) == before, 'generate: modes ' .. modes(gpt) .. ', were ' .. before)
-  local h = gpt:hook('head', function() error('the head fails', 0) end)
+  local h = gpt:hook('lm_head', function() error('the head fails', 0) end)
   H.raises(function() gpt:generate({ 1, 2 }, 3) end, 'the head fails')
   h.remove()
   H.assert(modes(gpt) == before, 'a failed generation leaves the modes as they were: ' .. modes(gpt) .. ', were ' .. before)

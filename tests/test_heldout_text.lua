@@ -33,12 +33,12 @@ end)
 local Bag = nn.class('Bag')
 function Bag:__init(V, D, seed)
   local rng = lat.Generator(seed)
-  self:add('embed', nn.Sequential{ { 'tok', nn.Embedding(V, D, { rng = rng, std = 1 }) } })
+  self:add('transformer', nn.Sequential{ { 'wte', nn.Embedding(V, D, { rng = rng, std = 1 }) } })
   self:add('head', nn.Linear(D, 2, { rng = rng }))
 end
 function Bag:forward(ids)
   local mask = ids:ne(0):float():unsqueeze(3)
-  return self.head((self.embed.tok(ids) * mask):sum(2))
+  return self.head((self.transformer.wte(ids) * mask):sum(2))
 end
 
 local V, D = 30, 6
@@ -220,7 +220,7 @@ local function encode(texts)
   return ids
 end
 local Rule = nn.class('Rule')
-function Rule:__init() self:add('embed', nn.Sequential{ { 'tok', nn.Embedding(6, 2, { rng = lat.Generator(1) }) } }) end
+function Rule:__init() self:add('transformer', nn.Sequential{ { 'wte', nn.Embedding(6, 2, { rng = lat.Generator(1) }) } }) end
 function Rule:forward(ids)
   local B, T = ids:size(1), ids:size(2)
   local out = lat.zeros(B, 2)

@@ -23,23 +23,23 @@ H.ops{
     lat = function(x) return nn.GELU{ approximate = 'tanh' }(x) end, torch = "F.gelu(x, approximate='tanh')" },
   { name = 'GELU module (exact by default)', inputs = { { 'x', { { 3, 7 } } } },
     lat = function(x) return nn.GELU()(x) end, torch = 'F.gelu(x)' },
-  { name = 'attention, bidirectional', inputs = { { 'x', { { 2, 5, 8 } } }, { 'wqkv', { { 24, 8 } } }, { 'bqkv', { { 24 } } }, { 'wo', { { 8, 8 } } }, { 'bo', { { 8 } } } },
+  { name = 'attention, bidirectional', inputs = { { 'x', { { 2, 5, 8 } } }, { 'wqkv', { { 8, 24 } } }, { 'bqkv', { { 24 } } }, { 'wo', { { 8, 8 } } }, { 'bo', { { 8 } } } },
     lat = function(x, wqkv, bqkv, wo, bo)
-      return with_params(nn.MultiheadSelfAttention(8, 2), { ['qkv.weight'] = wqkv, ['qkv.bias'] = bqkv, ['out.weight'] = wo, ['out.bias'] = bo })(x)
+      return with_params(nn.MultiheadSelfAttention(8, 2), { ['c_attn.weight'] = wqkv, ['c_attn.bias'] = bqkv, ['c_proj.weight'] = wo, ['c_proj.bias'] = bo })(x)
     end,
-    torch = 'mhsa(x, wqkv, bqkv, wo, bo, 2)' },
-  { name = 'attention, causal', inputs = { { 'x', { { 2, 6, 8 } } }, { 'wqkv', { { 24, 8 } } }, { 'bqkv', { { 24 } } }, { 'wo', { { 8, 8 } } }, { 'bo', { { 8 } } } },
+    torch = 'mhsa(x, wqkv.t(), bqkv, wo.t(), bo, 2)' },
+  { name = 'attention, causal', inputs = { { 'x', { { 2, 6, 8 } } }, { 'wqkv', { { 8, 24 } } }, { 'bqkv', { { 24 } } }, { 'wo', { { 8, 8 } } }, { 'bo', { { 8 } } } },
     lat = function(x, wqkv, bqkv, wo, bo)
-      return with_params(nn.MultiheadSelfAttention(8, 4, { causal = true }), { ['qkv.weight'] = wqkv, ['qkv.bias'] = bqkv, ['out.weight'] = wo, ['out.bias'] = bo })(x)
+      return with_params(nn.MultiheadSelfAttention(8, 4, { causal = true }), { ['c_attn.weight'] = wqkv, ['c_attn.bias'] = bqkv, ['c_proj.weight'] = wo, ['c_proj.bias'] = bo })(x)
     end,
-    torch = 'mhsa(x, wqkv, bqkv, wo, bo, 4, causal=True)' },
-  { name = 'attention, padding mask', inputs = { { 'x', { { 2, 5, 8 } } }, { 'wqkv', { { 24, 8 } } }, { 'bqkv', { { 24 } } }, { 'wo', { { 8, 8 } } }, { 'bo', { { 8 } } },
+    torch = 'mhsa(x, wqkv.t(), bqkv, wo.t(), bo, 4, causal=True)' },
+  { name = 'attention, padding mask', inputs = { { 'x', { { 2, 5, 8 } } }, { 'wqkv', { { 8, 24 } } }, { 'bqkv', { { 24 } } }, { 'wo', { { 8, 8 } } }, { 'bo', { { 8 } } },
       { 'pad', { {}, 'const', lat.tensor({ { 1, 1, 1, 0, 0 }, { 1, 1, 1, 1, 1 } }, 'int32') } } },
     grad = { 'x', 'wqkv', 'bqkv', 'wo', 'bo' },
     lat = function(x, wqkv, bqkv, wo, bo, pad)
-      return with_params(nn.MultiheadSelfAttention(8, 2), { ['qkv.weight'] = wqkv, ['qkv.bias'] = bqkv, ['out.weight'] = wo, ['out.bias'] = bo })(x, pad)
+      return with_params(nn.MultiheadSelfAttention(8, 2), { ['c_attn.weight'] = wqkv, ['c_attn.bias'] = bqkv, ['c_proj.weight'] = wo, ['c_proj.bias'] = bo })(x, pad)
     end,
-    torch = 'mhsa(x, wqkv, bqkv, wo, bo, 2, pad=pad)' },
+    torch = 'mhsa(x, wqkv.t(), bqkv, wo.t(), bo, 2, pad=pad)' },
   { name = 'attention op, causal, large enough to run threaded', inputs = { { 'q', { { 2, 128, 64 } } }, { 'k', { { 2, 128, 64 } } }, { 'v', { { 2, 128, 64 } } } },
     lat = function(q, k, v) return lat.attention(q, k, v, 2, { causal = true }) end,
     torch = 'attention(q, k, v, 2, causal=True)' },
@@ -60,8 +60,8 @@ H.test('named modules and parameters have stable dotted names', function()
   for _, e in ipairs(m:named_parameters()) do pn[#pn + 1] = e[1] end
   H.assert(pn[1] == 'stem.conv.weight' and pn[#pn] == 'fc.bias', table.concat(pn, ' '))
   local g = lat.models.GPT{ vocab = 20, max_len = 8, dim = 8, heads = 2, layers = 3 }
-  H.assert(g:module('blocks.3.attn.v').__name == 'Identity', 'q/k/v hook points')
-  H.raises(function() g:module('blocks.9') end, "no layer named 'blocks.9'", 'blocks.3.attn')
+  H.assert(g:module('h.2.attn.v').__name == 'Identity', 'q/k/v hook points')
+  H.raises(function() g:module('h.8') end, "no layer named 'h.8'", 'h.2.attn')
 end)
 
 H.test('hooks read, add to and replace activations; handles remove them', function()
@@ -108,8 +108,8 @@ H.test('several hooks at once on a transformer: residual stream and values', fun
   local ids = lat.randint(0, 30, { 2, 6 })
   local d1 = lat.zeros(2, 6, 8):requires_grad_()
   local d2 = lat.zeros(2, 6, 8):requires_grad_()
-  local h = g:hooks({ ['blocks.2'] = function(r) return r + d1 end }, { pre = true })
-  local hv = g:hook('blocks.1.attn.v', function(v) return v + d2 end)
+  local h = g:hooks({ ['h.1'] = function(r) return r + d1 end }, { pre = true })
+  local hv = g:hook('h.0.attn.v', function(v) return v + d2 end)
   local loss = g(ids):sum()
   local g1, g2 = unpack(lat.grad(loss, { d1, d2 }))
   H.assert(g1:abs():sum():item() > 0 and g2:abs():sum():item() > 0, 'both perturbations receive gradient')
@@ -118,7 +118,7 @@ H.test('several hooks at once on a transformer: residual stream and values', fun
   local d = lat.zeros(2, 6, 8)
   for k = 0, 7 do d.f[(0 * 6 + 3) * 8 + k] = k - 3 end -- not constant: LayerNorm removes a shift
   local base = g(ids)
-  local hh = g:hook('blocks.2', function(r) return r + d end, { pre = true })
+  local hh = g:hook('h.1', function(r) return r + d end, { pre = true })
   local moved = g(ids)
   hh.remove()
   local diff = (moved - base):abs():sum(3) -- [2, 6]

@@ -107,7 +107,7 @@ H.test('text_trojans --quick: adding an AT radius changes no other row', functio
   for key, row in pairs(a) do
     if b[key] then H.assert(row == b[key], ("the row of '%s' changed:\n%s\n%s"):format(key, row, b[key])) end
   end
-  for _, key in ipairs({ 'undefended', 'clean fine-tune seed=1', 'RLP blocks.1 0.2 seed=1', 'AT embedding 0.1 seed=1', 'LAT blocks.2 0.1 seed=1' }) do
+  for _, key in ipairs({ 'undefended', 'clean fine-tune seed=1', 'RLP h.0 0.2 seed=1', 'AT embedding 0.1 seed=1', 'LAT h.1 0.1 seed=1' }) do
     H.assert(a[key] and b[key], ("'%s' is not in both grids"):format(key))
   end
 end)

@@ -18,7 +18,7 @@ else
 end
 local loss = function(m, b) return lat.cross_entropy(m(b.x), b.y) end
 if opt.lat then -- LAT at the first block's output, 3 PGD steps
-  local where = opt.model == 'resnet' and 'layer1' or 'blocks.1'
+  local where = opt.model == 'resnet' and 'layer1' or 'h.0'
   loss = lat.train.adversarial{ threat = lat.threat{ where = where, eps = 1.0 }, attack = { steps = 3 } }
 end
 local cfg = { model = model, loss = loss, optimizer = lat.optim.AdamW(model:named_parameters(), { lr = 1e-3 }) }

@@ -12,7 +12,7 @@ model:eval()
 local ids = lat.randint(0, 258, { opt.batch, opt.len }, { rng = lat.Generator(2) })
 local y = lat.randint(0, 258, { opt.batch, opt.len }, { rng = lat.Generator(3) })
 local delta = lat.zeros(opt.batch, opt.len, opt.dim):requires_grad_()
-model:hook('blocks.' .. opt.block, function(r) return r + delta end, { pre = true })
+model:hook('h.' .. (opt.block - 1), function(r) return r + delta end, { pre = true })
 local times = {}
 for i = 1, opt.repeats + 3 do
   local t0 = now()

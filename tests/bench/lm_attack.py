@@ -21,7 +21,7 @@ def main():
     ids = torch.randint(0, 258, (B, T))
     y = torch.randint(0, 258, (B, T))
     delta = torch.zeros(B, T, D, requires_grad=True)
-    model.blocks[block - 1].register_forward_pre_hook(lambda m, inp: (inp[0] + delta,))
+    model.transformer.h[block - 1].register_forward_pre_hook(lambda m, inp: (inp[0] + delta,))
     times = []
     for i in range(repeats + 3):
         t0 = time.perf_counter()

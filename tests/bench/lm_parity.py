@@ -7,77 +7,22 @@ usage: lm_parity.py DIR [max relative difference, default 0.02]
 """
 import json
 import math
+import os
 import sys
 import time
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
-DTYPES = {"F32": np.float32, "I32": np.int32, "U8": np.uint8}
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from gpt2_ref import GPT2LMHeadModel, read_safetensors  # noqa: E402
 
 
-def read_safetensors(path):
-    """A reader of its own (no lat code): 8-byte header length, JSON header, raw data."""
-    raw = open(path, "rb").read()
-    n = int.from_bytes(raw[:8], "little")
-    header = json.loads(raw[8:8 + n])
-    meta = header.pop("__metadata__", {})
-    data = raw[8 + n:]
-    out = {}
-    for name, t in header.items():
-        b, e = t["data_offsets"]
-        out[name] = np.frombuffer(data[b:e], dtype=DTYPES[t["dtype"]]).reshape(t["shape"]).copy()
-    return out, meta
-
-
-class Block(nn.Module):
-    def __init__(self, d, heads):
-        super().__init__()
-        self.heads = heads
-        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
-        self.qkv, self.out = nn.Linear(d, 3 * d), nn.Linear(d, d)
-        self.fc, self.proj = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
-
-    def forward(self, x):
-        B, T, D = x.shape
-        hd = D // self.heads
-        q, k, v = self.qkv(self.ln1(x)).split(D, dim=-1)
-        q, k, v = (t.reshape(B, T, self.heads, hd).transpose(1, 2) for t in (q, k, v))
-        s = (q @ k.transpose(-1, -2)) / math.sqrt(hd)
-        s = s.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
-        y = (s.softmax(-1) @ v).transpose(1, 2).reshape(B, T, D)
-        x = x + self.out(y)
-        return x + self.proj(F.gelu(self.fc(self.ln2(x))))
-
-
-class GPT(nn.Module):
-    def __init__(self, vocab, max_len, d, heads, layers):
-        super().__init__()
-        self.tok, self.pos = nn.Embedding(vocab, d), nn.Embedding(max_len, d)
-        self.blocks = nn.ModuleList(Block(d, heads) for _ in range(layers))
-        self.ln_f = nn.LayerNorm(d)
-        self.head = nn.Linear(d, vocab, bias=False)
-
-    def forward(self, ids):
-        x = self.tok(ids) + self.pos(torch.arange(ids.shape[1]))
-        for b in self.blocks:
-            x = b(x)
-        return self.head(self.ln_f(x))
-
-
-def load_lat_weights(model, tensors):
-    """lat's names -> this module's names."""
-    names = {"embed.tok.weight": "tok.weight", "embed.pos.weight": "pos.weight",
-             "ln_f.weight": "ln_f.weight", "ln_f.bias": "ln_f.bias", "head.weight": "head.weight"}
-    for i in range(len(model.blocks)):
-        for lat_name, ours in [("ln1", "ln1"), ("ln2", "ln2"), ("attn.qkv", "qkv"), ("attn.out", "out"),
-                               ("mlp.fc", "fc"), ("mlp.proj", "proj")]:
-            for p in ("weight", "bias"):
-                names[f"blocks.{i + 1}.{lat_name}.{p}"] = f"blocks.{i}.{ours}.{p}"
-    state = {ours: torch.from_numpy(tensors[lat]) for lat, ours in names.items()}
-    model.load_state_dict(state, strict=True)
+def GPT(vocab, max_len, d, heads, layers):
+    """lat.models.GPT's defaults in Hugging Face's layout: exact GELU, tied lm_head."""
+    return GPT2LMHeadModel({"vocab_size": vocab, "n_positions": max_len, "n_embd": d, "n_head": heads, "n_layer": layers,
+                            "activation_function": "gelu", "layer_norm_epsilon": 1e-5, "tie_word_embeddings": True})
 
 
 def windows(tokens, index, T):
@@ -96,7 +41,7 @@ def main():
     data, _ = read_safetensors(out + "/data.safetensors")
     T = cfg["len"]
     model = GPT(258, T, cfg["dim"], cfg["heads"], cfg["layers"])
-    load_lat_weights(model, init)
+    model.load(init)  # lat's names are Hugging Face's
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     t0 = time.time()
     losses = []

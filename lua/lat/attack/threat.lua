@@ -32,8 +32,9 @@ local function norm_names()
 end
 
 -- where: 'input' (the model's input), 'embedding' (the output of the layer named by
--- opts.embedding, default 'embed'), a layer name (its output), '<layer>:in' (its input), or a list
--- of these; each becomes a site { layer = name, pre = bool, name = the string given }
+-- opts.embedding, default 'transformer.drop': the token and position embeddings' sum), a layer
+-- name (its output), '<layer>:in' (its input), or a list of these; each becomes a site
+-- { layer = name, pre = bool, name = the string given }
 local function sites_of(where, embedding)
   local list = type(where) == 'table' and where or { where }
   if #list == 0 then raise('threat: where must name at least one place') end
@@ -42,7 +43,7 @@ local function sites_of(where, embedding)
     if type(w) ~= 'string' or w == '' then raise(('threat: where[%d] must be a non-empty string'):format(i)) end
     local site
     if w == 'input' then site = { layer = '', pre = true }
-    elseif w == 'embedding' then site = { layer = embedding or 'embed', pre = false }
+    elseif w == 'embedding' then site = { layer = embedding or 'transformer.drop', pre = false }
     else
       local layer = w:match('^(.*):in$')
       site = layer and { layer = layer, pre = true } or { layer = w, pre = false }
@@ -55,7 +56,7 @@ end
 
 -- lat.threat{ where=, norm = 'l2', eps=, relative = false, granularity = 'example',
 --   clamp = nil | {lo, hi} | 'batch_range', mask = nil | tensor | function(batch, clean) -> tensor,
---   embedding = 'embed' }
+--   embedding = 'transformer.drop' }
 function M.new(spec)
   if type(spec) ~= 'table' then raise('threat: expected a table of settings') end
   for k in pairs(spec) do

@@ -32,7 +32,7 @@ function HT.flip_gains(grad, weight_t, current, bias)
 end
 
 -- hotflip(model, ids int32 [B, T], y int32 [B], {budgets = {1, 3, 10}, pad_id = 0, embedding =
--- 'embed.tok', candidates = {token ids that may be inserted} (default: every token but padding),
+-- 'transformer.wte', candidates = {token ids that may be inserted} (default: every token but padding),
 -- forbid = {token ids never inserted}, keep = {token ids never replaced}}) ->
 -- { [k] = ids after at most k substitutions, for each budget k }, swaps (a list of {row =, pos =,
 -- old =, new =}, 0-based row and position). Greedy: each round takes the gradient of the loss
@@ -49,7 +49,7 @@ function HT.hotflip(model, ids, y, opts)
   end
   if not lat.is_tensor(ids) or ids.dtype ~= 'int32' or ids:dim() ~= 2 then raise('heldout_text.hotflip: ids must be int32 [B, T]') end
   local pad = opts.pad_id or 0
-  local emb = model:module(opts.embedding or 'embed.tok')
+  local emb = model:module(opts.embedding or 'transformer.wte')
   local weight = emb.weight
   -- the candidate tokens: column j of the score matrix is token cand.i[j]
   local cand = opts.candidates and lat.tensor(opts.candidates, 'int32') or lat.arange(weight:size(1), 'int32')
@@ -68,7 +68,7 @@ function HT.hotflip(model, ids, y, opts)
   return in_eval(model, function()
     for round = 1, kmax do
       local delta = lat.zeros({ B, T, weight:size(2) }):requires_grad_()
-      local h = model:hook(opts.embedding or 'embed.tok', function(a) return a + delta end)
+      local h = model:hook(opts.embedding or 'transformer.wte', function(a) return a + delta end)
       local ok, grad = pcall(function()
         local logits = model(cur)
         local pred = logits:argmax(-1)

@@ -199,12 +199,12 @@ local PRETRAINING = { 'dim', 'layers', 'heads', 'len', 'batch', 'steps', 'lr', '
 function X.trojaned(d, opt, ctx)
   if opt.model ~= '' then
     local model, meta = lat.models.load(opt.model)
-    if model.embed.max_len ~= opt.len then
-      raise(('lm_experiment: %s has a context of %d bytes, --len is %d'):format(opt.model, model.embed.max_len, opt.len))
+    if model.transformer.max_len ~= opt.len then
+      raise(('lm_experiment: %s has a context of %d bytes, --len is %d'):format(opt.model, model.transformer.max_len, opt.len))
     end
     return model, { seconds = 0, loaded = opt.model, train_loss = tonumber(meta.train_loss) }
   end
-  local inputs = {}
+  local inputs = { layout = 'gpt2' } -- stages cached before the GPT took GPT-2's names are made again
   for _, k in ipairs(PRETRAINING) do inputs[k] = opt[k] end
   local model, info, found, dir = ctx:cached('lm_trojaned', inputs, function() return X.pretrain(d, opt) end)
   ctx:link('trojaned.safetensors', dir .. '/model.safetensors')

@@ -109,52 +109,61 @@ M.ResNet.forward = M.MLP.forward
 
 -- ---------------------------------------------------------------- transformers
 
--- token + learned position embeddings; output [B, T, D]
-M.Embed = class('Embed')
-function M.Embed:__init(vocab, d, max_len, opts)
-  self.max_len = max_len
-  self:add('tok', nn.Embedding(vocab, d, { rng = opts.rng, std = 0.02 }))
-  self:add('pos', nn.Embedding(max_len, d, { rng = opts.rng, std = 0.02 }))
+-- Transformer (Hugging Face's GPT2Model): token and position embeddings wte and wpe, dropout,
+-- the blocks h.0, h.1, ... and the final LayerNorm ln_f; forward(ids [B, T], mask) gives the
+-- hidden states [B, T, D]. The residual stream at the input of block i is the output of h.(i-1)
+-- (of drop for i = 0).
+M.Transformer = class('Transformer')
+function M.Transformer:__init(opts, causal)
+  local d, heads = opts.dim or 128, opts.heads or 4
+  self.max_len = opts.max_len
+  self:add('wte', nn.Embedding(opts.vocab, d, { rng = opts.rng, std = 0.02 }))
+  self:add('wpe', nn.Embedding(opts.max_len, d, { rng = opts.rng, std = 0.02 }))
+  self:add('drop', nn.Dropout(opts.dropout or 0, opts))
+  local list = {}
+  for i = 1, opts.layers or 4 do
+    list[i] = { tostring(i - 1), nn.TransformerBlock(d, heads, { causal = causal, dropout = opts.dropout, rng = opts.rng,
+      mlp_ratio = opts.mlp_ratio, eps = opts.eps, activation = opts.activation }) }
+  end
+  self:add('h', nn.Sequential(list))
+  self:add('ln_f', nn.LayerNorm(d, { eps = opts.eps }))
   self._positions = {}
 end
-function M.Embed:forward(ids)
+function M.Transformer:forward(ids, mask)
   local T = ids:size(2)
-  if T > self.max_len then raise(('Embed: sequence of %d tokens is longer than the model\'s %d'):format(T, self.max_len)) end
+  if T > self.max_len then raise(('Transformer: sequence of %d tokens is longer than the model\'s %d'):format(T, self.max_len)) end
   local pos = self._positions[T]
   if not pos then
     pos = lat.arange(T, 'int32')
     self._positions[T] = pos
   end
-  return self.tok(ids) + self.pos(pos)
+  return self.ln_f(self.h(self.drop(self.wte(ids) + self.wpe(pos)), mask))
 end
 
-local function transformer_trunk(self, opts, causal)
-  local d, heads = opts.dim or 128, opts.heads or 4
-  self:add('embed', M.Embed(opts.vocab, d, opts.max_len, opts))
-  self:add('drop', nn.Dropout(opts.dropout or 0, opts))
-  local list = {}
-  for i = 1, opts.layers or 4 do
-    list[i] = nn.TransformerBlock(d, heads, { causal = causal, dropout = opts.dropout, rng = opts.rng, mlp_ratio = opts.mlp_ratio })
-  end
-  self:add('blocks', nn.Sequential(list))
-  self:add('ln_f', nn.LayerNorm(d))
+-- a layer of the trunk may be named without its 'transformer.' prefix: 'h.0' is 'transformer.h.0'
+local function module_or_short(self, name)
+  local ok, m = pcall(nn.Module.module, self, name)
+  if ok then return m end
+  local short_ok, short = pcall(nn.Module.module, self, 'transformer.' .. tostring(name))
+  if short_ok then return short end
+  raise(tostring(m):gsub('^.-(no layer named)', '%1'))
 end
 
-
--- TransformerClassifier{ vocab=, max_len=, dim=, heads=, layers=, classes=, pad_id= }:
+-- TransformerClassifier{ vocab=, max_len=, dim=, heads=, layers=, classes=, pad_id=, eps=, activation= }:
 -- input ids [B, T] (int32); tokens equal to pad_id are masked out of attention and of the mean
--- pooling that feeds the classifier head.
+-- pooling that feeds the head. The trunk is GPT-2's (transformer.*), the head is named score as
+-- in Hugging Face's GPT2ForSequenceClassification and has no bias either (under mean pooling the
+-- bias of ln_f gives one); unlike it, attention is bidirectional and the pooling is a mean.
 M.TransformerClassifier = class('TransformerClassifier')
 function M.TransformerClassifier:__init(opts)
   remember(self, opts)
-  transformer_trunk(self, opts, false)
+  self:add('transformer', M.Transformer(opts, false))
   self.pad_id = opts.pad_id
-  self:add('head', nn.Linear(opts.dim or 128, opts.classes or 2, opts))
+  self:add('score', nn.Linear(opts.dim or 128, opts.classes or 2, { bias = false, rng = opts.rng }))
 end
 function M.TransformerClassifier:forward(ids)
   local mask = self.pad_id and ids:ne(self.pad_id) or nil
-  local x = self.blocks(self.drop(self.embed(ids)), mask)
-  x = self.ln_f(x)
+  local x = self.transformer(ids, mask)
   local pooled
   if mask then
     local m = mask:float():unsqueeze(3)                  -- [B, T, 1]
@@ -162,20 +171,25 @@ function M.TransformerClassifier:forward(ids)
   else
     pooled = x:mean(2)
   end
-  return self.head(pooled)
+  return self.score(pooled)
 end
+M.TransformerClassifier.module = module_or_short
 
--- GPT{ vocab=, max_len=, dim=, heads=, layers= }: causal decoder; forward(ids [B, T]) gives
--- next-token logits [B, T, vocab].
+-- GPT{ vocab=, max_len=, dim=, heads=, layers=, mlp_ratio = 4, eps = 1e-5, activation = 'gelu',
+-- tie = true }: Hugging Face's GPT2LMHeadModel (transformer.*, lm_head; lm_head.weight is
+-- transformer.wte.weight unless tie = false); forward(ids [B, T]) gives next-token logits
+-- [B, T, vocab]. lat.models.gpt2 reads GPT-2's config.json and checkpoints.
 M.GPT = class('GPT')
 function M.GPT:__init(opts)
   remember(self, opts)
-  transformer_trunk(self, opts, true)
-  self:add('head', nn.Linear(opts.dim or 128, opts.vocab, { bias = false, rng = opts.rng }))
+  self:add('transformer', M.Transformer(opts, true))
+  self:add('lm_head', nn.Linear(opts.dim or 128, opts.vocab, { bias = false, rng = opts.rng }))
+  if opts.tie ~= false then self.lm_head:param('weight', self.transformer.wte.weight) end
 end
 function M.GPT:forward(ids)
-  return self.head(self.ln_f(self.blocks(self.drop(self.embed(ids)))))
+  return self.lm_head(self.transformer(ids))
 end
+M.GPT.module = module_or_short
 
 -- generate(prompt ids (Lua array or int32 [T]), n, {temperature = 0 for greedy, top_k=, rng=})
 -- -> Lua array of the new token ids. Runs without gradients, in evaluation mode.
@@ -188,7 +202,7 @@ function M.GPT:generate(prompt, n, opts)
   else raise('generate: the prompt must be an int32 tensor or a table of token ids, got ' .. type(prompt)) end
   if #ids == 0 then raise('generate: the prompt is empty') end
   local g = opts.rng or lat.default_generator
-  local max_len = self.embed.max_len
+  local max_len = self.transformer.max_len
   local out = {}
   self:in_eval(lat.no_grad, function()
     for _ = 1, n do
@@ -231,7 +245,10 @@ function M.save(model, path, metadata)
   for k, v in pairs(metadata or {}) do meta[k] = tostring(v) end
   meta.model = model.__name
   meta.config = require('lat.io.json').encode(model.config or {}) -- sorted keys, the same bytes each run
-  return require('lat.io').save(path, model:state_dict(), { metadata = meta })
+  local tensors = {} -- a tied tensor once, under its first name, as Hugging Face saves GPT-2
+  for _, e in ipairs(model:named_parameters()) do tensors[e[1]] = e[2] end
+  for _, e in ipairs(model:named_buffers()) do tensors[e[1]] = e[2] end
+  return require('lat.io').save(path, tensors, { metadata = meta })
 end
 
 -- ---------------------------------------------------------------- checking a saved config
@@ -246,13 +263,13 @@ local function with(base, extra)
   return t
 end
 local TRANSFORMER = { vocab = 'count', max_len = 'count', dim = 'count', heads = 'count', layers = 'count',
-                      mlp_ratio = 'count', dropout = 'probability', bias = 'boolean' }
+                      mlp_ratio = 'count', dropout = 'probability', eps = 'epsilon', activation = 'activation' }
 local FIELDS = {
   MLP = { sizes = 'counts', bias = 'boolean' },
   SmallCNN = { channels = 'count', classes = 'count', width = 'count', bias = 'boolean' },
   ResNet = { widths = 'counts', blocks = 'counts', channels = 'count', classes = 'count', bias = 'boolean' },
   TransformerClassifier = with(TRANSFORMER, { classes = 'count', pad_id = 'integer' }),
-  GPT = TRANSFORMER,
+  GPT = with(TRANSFORMER, { tie = 'boolean' }),
 }
 local REQUIRED = { MLP = { 'sizes' }, TransformerClassifier = { 'vocab', 'max_len' }, GPT = { 'vocab', 'max_len' } }
 local MAX_COUNT = 2^31 - 1 -- any size, width or count of layers
@@ -264,6 +281,8 @@ local KINDS = {
   integer = function(v) return is_int(v, -MAX_COUNT, MAX_COUNT) end,
   probability = function(v) return type(v) == 'number' and v >= 0 and v < 1 end,
   boolean = function(v) return type(v) == 'boolean' end,
+  epsilon = function(v) return type(v) == 'number' and v > 0 and v < 1 end,
+  activation = function(v) return nn.activations[v] ~= nil end,
   counts = function(v)
     if type(v) ~= 'table' or #v == 0 or #v > 64 then return false end
     local n = 0
@@ -275,7 +294,8 @@ local KINDS = {
   end,
 }
 local KIND_NAMES = { count = 'an integer from 1 to 2^31 - 1', integer = 'an integer of magnitude below 2^31',
-                     probability = 'a number in [0, 1)', boolean = 'true or false',
+                     probability = 'a number in [0, 1)', boolean = 'true or false', epsilon = 'a number in (0, 1)',
+                     activation = "'gelu', 'gelu_new' or 'gelu_pytorch_tanh'",
                      counts = 'a list of 1 to 64 integers from 0 to 2^31 - 1' }
 
 -- a lower bound on the parameters (float32 values) the class builds from config c, with its defaults
@@ -303,7 +323,7 @@ local PARAMS = {
     return n + last * (c.classes or 10)
   end,
   TransformerClassifier = function(c) return transformer_params(c, c.classes or 2) end,
-  GPT = function(c) return transformer_params(c, c.vocab) end,
+  GPT = function(c) return transformer_params(c, c.tie == false and c.vocab or 0) end,
 }
 
 local function cjson_text(v) -- a config value as it reads in the file, for messages
@@ -352,5 +372,7 @@ function M.load(path)
   model:eval()
   return model, meta
 end
+
+M.gpt2 = require 'lat.models.gpt2'
 
 return M

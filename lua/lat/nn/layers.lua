@@ -43,6 +43,18 @@ function L.Linear:extra_repr()
   return ('%d, %d, '):format(self.in_features, self.out_features) .. settings('bias', rawget(self, 'bias') ~= nil)
 end
 
+-- Conv1D(n_in, n_out): Hugging Face GPT-2's linear layer, y = x W + b with W stored [in, out]
+-- (the transpose of Linear's), so that GPT-2 checkpoints load as they are; initialised as GPT-2
+-- does (normal, std 0.02, zero bias)
+L.Conv1D = class('Conv1D')
+function L.Conv1D:__init(n_in, n_out, opts)
+  check_int(n_in, 'Conv1D: in_features'); check_int(n_out, 'Conv1D: out_features')
+  self.in_features, self.out_features = n_in, n_out
+  self:param('weight', lat.randn({ n_in, n_out }, { rng = rng(opts) }):mul_(0.02))
+  self:param('bias', lat.zeros(n_out))
+end
+function L.Conv1D:forward(x) return x:matmul(self.weight) + self.bias end
+
 -- ---------------------------------------------------------------- Conv2d
 
 L.Conv2d = class('Conv2d')

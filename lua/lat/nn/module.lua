@@ -121,12 +121,16 @@ function Module:modules()
   return out
 end
 
-local function named(self, list_field)
-  local out = {}
+-- a tensor shared by two modules (GPT-2's lm_head and wte) comes once, under its first name,
+-- unless all names are asked for
+local function named(self, list_field, all)
+  local out, seen = {}, {}
   for _, e in ipairs(self:named_modules()) do
     local prefix, m = e[1], e[2]
     for _, n in ipairs(m[list_field]) do
-      out[#out + 1] = { prefix == '' and n or prefix .. '.' .. n, m[n] }
+      local t = m[n]
+      if all or not seen[t] then out[#out + 1] = { prefix == '' and n or prefix .. '.' .. n, t } end
+      seen[t] = true
     end
   end
   return out
@@ -221,24 +225,28 @@ end
 function Module:freeze(prefixes) return set_frozen(self, prefixes, true) end
 function Module:unfreeze(prefixes) return set_frozen(self, prefixes, false) end
 
--- name -> tensor for every parameter and buffer (the tensors themselves, not copies)
+-- name -> tensor for every parameter and buffer (the tensors themselves, not copies), a shared
+-- tensor under each of its names, as in PyTorch
 function Module:state_dict()
   local sd = {}
-  for _, e in ipairs(self:named_parameters()) do sd[e[1]] = e[2] end
-  for _, e in ipairs(self:named_buffers()) do sd[e[1]] = e[2] end
+  for _, e in ipairs(named(self, '_param_names', true)) do sd[e[1]] = e[2] end
+  for _, e in ipairs(named(self, '_buffer_names', true)) do sd[e[1]] = e[2] end
   return sd
 end
 
--- copy values in; strict (default) requires exactly the model's names and shapes
+-- copy values in; strict (default) requires exactly the model's names and shapes (a shared
+-- tensor needs one of its names)
 function Module:load_state_dict(sd, strict)
   if strict == nil then strict = true end
-  local own, ordered = self:state_dict(), self:named_parameters()
-  for _, e in ipairs(self:named_buffers()) do ordered[#ordered + 1] = e end
+  local own, ordered = self:state_dict(), named(self, '_param_names', true)
+  for _, e in ipairs(named(self, '_buffer_names', true)) do ordered[#ordered + 1] = e end
+  local given = {}
+  for _, e in ipairs(ordered) do if sd[e[1]] ~= nil then given[e[2]] = true end end
   for _, e in ipairs(ordered) do
     local name, t = e[1], e[2]
     local src = sd[name]
     if src == nil then
-      if strict then raise(("load_state_dict: missing '%s'"):format(name)) end
+      if strict and not given[t] then raise(("load_state_dict: missing '%s'"):format(name)) end
     else
       local a, b = table.concat(t.shape, 'x'), table.concat(src.shape, 'x')
       if a ~= b or t.dtype ~= src.dtype then
@@ -306,7 +314,7 @@ function Module:hook(name, fn, opts)
   }
 end
 
--- several hooks at once: hooks{ ['blocks.2'] = fn, ... } -> one handle removing them all
+-- several hooks at once: hooks{ ['h.1'] = fn, ... } -> one handle removing them all
 function Module:hooks(map, opts)
   local handles = {}
   for name, fn in pairs(map) do handles[#handles + 1] = self:hook(name, fn, opts) end

@@ -33,7 +33,7 @@ local function names_of(v, methods_only)
   return out
 end
 
--- the value a dotted name ('lat.attack.pgd', 'model.blocks.1') names among the globals, or nil
+-- the value a dotted name ('lat.attack.pgd', 'model.transformer.h.0') names among the globals, or nil
 function M.resolve(name)
   local value = setmetatable({}, { __index = function(_, k)
     local v = M.scope[k]

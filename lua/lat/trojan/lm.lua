@@ -126,7 +126,7 @@ end
 -- prompts whose continuation is every token the model's argmax (what greedy decoding would
 -- produce), token_accuracy the fraction of continuation tokens predicted, loss their mean
 -- cross-entropy in nats. The model maps int32 [B, T] to logits [B, T, V]; a sequence longer than
--- max_len (default model.embed.max_len) keeps its end. Batched, no gradients, eval mode restored.
+-- max_len (default model.transformer.max_len) keeps its end. Batched, no gradients, eval mode restored.
 function L.codeword_success(model, trojans, prompts, opts)
   opts = opts or {}
   local encode = opts.encode or require('lat.data.bytes').encode
@@ -137,7 +137,7 @@ function L.codeword_success(model, trojans, prompts, opts)
     for k = 0, e:numel() - 1 do out[k + 1] = e.i[k] end
     return out
   end
-  local max_len = opts.max_len or (model.embed and model.embed.max_len)
+  local max_len = opts.max_len or (model.transformer and model.transformer.max_len)
   local sums = {}
   for _, t in ipairs(trojans) do sums[t.name] = { exact = 0, hit = 0, nll = 0, n = 0, tokens = 0 } end
   local list = {}
