@@ -1,13 +1,16 @@
 -- demo.lua: the smallest whole experiment. Trains a two-layer network to separate two
 -- interleaved spirals it generates, with gradient descent and momentum written out in Lua, and prints
--- the loss and accuracy falling, and writes them to runs/demo/metrics.jsonl.
+-- the loss falling and the accuracy rising, and writes them to runs/demo/metrics.jsonl.
 --   build/lat recipes/demo.lua [--steps=N] [--seed=S] [--quick] [--out=DIR]
 local lat = require 'lat'
 local opt = lat.args{ steps = 1500, hidden = 64, lr = 0.05, momentum = 0.9, points = 512, seed = 1,
   out = 'runs/demo', quick = false }
 lat.args.check(opt, { count = { 'steps', 'hidden', 'points' }, natural = { 'seed' }, positive = { 'lr' },
   fraction = { 'momentum' } })
-if opt.quick then opt.steps = 150 end
+if opt.quick then
+  opt.steps = 800
+  print('SMOKE TEST (--quick): 800 steps instead of 1500')
+end
 local run = lat.log.run_dir(opt.out, opt)
 local metrics = run:jsonl('metrics.jsonl')
 
@@ -48,7 +51,7 @@ end
 
 print(('demo: %d points in two spirals, MLP 2-%d-%d-1, %d steps of gradient descent with momentum'):format(n, opt.hidden, opt.hidden, opt.steps))
 print(('%6s  %8s  %8s'):format('step', 'loss', 'accuracy'))
-local first, last
+local first, last, first_acc, last_acc
 for step = 1, opt.steps do
   local logits = forward(x)
   local loss = loss_of(logits)
@@ -65,10 +68,10 @@ for step = 1, opt.steps do
     local acc = 1 - correct / n
     print(('%6d  %8.4f  %7.1f%%'):format(step, loss:item(), 100 * acc))
     metrics:write{ step = step, loss = loss:item(), accuracy = acc }
-    first = first or loss:item()
-    last = loss:item()
+    first, first_acc = first or loss:item(), first_acc or acc
+    last, last_acc = loss:item(), acc
   end
 end
-print(('loss fell from %.4f to %.4f'):format(first, last))
+print(('loss %.4f -> %.4f, accuracy %.1f%% -> %.1f%%'):format(first, last, 100 * first_acc, 100 * last_acc))
 run:close()
 if not (last < first) then error('demo: the loss did not fall') end
