@@ -1,4 +1,4 @@
-/* conv_direct.c: convolution without im2col, on AVX-512 register-tile kernels.
+/* conv_direct.c: convolution without im2col, on AVX-512 register-tile kernels (chosen at run time).
  *
  * Each image is copied once into a zero-padded buffer xp [C, Hp, Wp]. On the "grid" of
  * positions q = oh*Wp + ow of that buffer, reduction row k = (c, i, j) of the column matrix is
@@ -14,20 +14,10 @@
 #include "conv.h"
 #include <string.h>
 
-#ifndef __AVX512F__
-
-bool lat__conv_direct_ok(const conv_geom *g) { return false; }
-int lat__conv_direct_forward(const conv_geom *g, const float *x, const float *w, const float *b,
-                             float *y, int nt) {
-  return lat__failc("conv2d: direct kernels not built (no AVX-512)");
-}
-int lat__conv_direct_backward(const conv_geom *g, const float *x, const float *w, const float *gy,
-                              float *gx, bool acc_x, float *gw, bool acc_w, float *gb, bool acc_b,
-                              int nt) {
-  return lat__failc("conv2d: direct kernels not built (no AVX-512)");
-}
-
-#else
+/* The kernels are compiled for AVX-512 whatever the build's -march, and run only where
+ * lat__cpu_avx512() says so (ops_conv.c asks before calling anything here). */
+#pragma GCC push_options
+#pragma GCC target("avx512f")
 #include <immintrin.h>
 #include <omp.h>
 
@@ -621,4 +611,4 @@ int lat__conv_direct_backward(const conv_geom *g, const float *x, const float *w
   return 0;
 }
 
-#endif
+#pragma GCC pop_options

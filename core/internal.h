@@ -102,6 +102,9 @@ lat_tensor *lat__save_output(lat_tensor *t);
  * buffer already holds a gradient (add to it) or is fresh (overwrite it). NULL on OOM. */
 float *lat__grad_buf(lat_node *n, int k, bool *accumulate);
 
+/* the CPU has AVX-512 and LAT_CPU does not force a lower level (cpu.c) */
+bool lat__cpu_avx512(void);
+
 /* ---- fast math ---- */
 #include <math.h>
 /* clamp that lets NaN through, as PyTorch does (fminf/fmaxf would give a bound); vectorises */

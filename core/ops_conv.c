@@ -92,7 +92,7 @@ static int split_threads(const conv_geom *g) {
 /* LAT_CONV_PATH=im2col or direct forces a path (for tests and benchmarks); default: direct
  * kernels where they apply and there is an image per thread or the work is small */
 static bool use_direct(const conv_geom *g) {
-  if (!lat__conv_direct_ok(g)) return false;
+  if (!lat__cpu_avx512() || !lat__conv_direct_ok(g)) return false;
   const char *e = getenv("LAT_CONV_PATH");
   if (e && !strcmp(e, "im2col")) return false;
   if (e && !strcmp(e, "direct")) return true;

@@ -3,16 +3,17 @@
 -- and tested on others. It is built from the same pieces as lat.attack (a hook that adds a
 -- tensor at a named layer, lat.grad for the gradient with respect to that tensor alone, the
 -- threat model's projection) and compared with per-example PGD of the same radius.
---   build/lat recipes/attack_universal.lua [--layer=layer2] [--eps=0.5] [--steps=40] [--quick]
+--   build/lat recipes/attack_universal.lua [--layer=layer2] [--eps=0.5] [--steps=40] [--threads=N] [--quick]
 -- Uses the ResNet of recipes/train_fashion.lua (runs/train_fashion/model.safetensors).
 local lat = require 'lat'
 
 local opt = lat.args{
   model = 'runs/train_fashion/model.safetensors', layer = 'layer2', eps = 0.5, steps = 40, lr = 0.05,
-  fit = 2000, test = 2000, batch = 250, seed = 1, out = 'runs/attack_universal', quick = false,
+  fit = 2000, test = 2000, batch = 250, seed = 1, threads = 0, out = 'runs/attack_universal', quick = false,
 }
-lat.args.check(opt, { count = { 'steps', 'fit', 'test', 'batch' }, natural = { 'seed' }, positive = { 'lr' },
+lat.args.check(opt, { count = { 'steps', 'fit', 'test', 'batch' }, natural = { 'seed', 'threads' }, positive = { 'lr' },
   nonnegative = { 'eps' } })
+if opt.threads > 0 then lat.set_num_threads(opt.threads) end
 if opt.quick then opt.fit, opt.test, opt.steps, opt.batch = 64, 64, 5, 32 end
 lat.manual_seed(opt.seed)
 

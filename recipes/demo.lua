@@ -1,12 +1,13 @@
 -- demo.lua: the smallest whole experiment. Trains a two-layer network to separate two
 -- interleaved spirals it generates, with gradient descent and momentum written out in Lua, and prints
 -- the loss falling and the accuracy rising, and writes them to runs/demo/metrics.jsonl.
---   build/lat recipes/demo.lua [--steps=N] [--seed=S] [--quick] [--out=DIR]
+--   build/lat recipes/demo.lua [--steps=N] [--seed=S] [--threads=N] [--quick] [--out=DIR]
 local lat = require 'lat'
 local opt = lat.args{ steps = 1500, hidden = 64, lr = 0.05, momentum = 0.9, points = 512, seed = 1,
-  out = 'runs/demo', quick = false }
-lat.args.check(opt, { count = { 'steps', 'hidden', 'points' }, natural = { 'seed' }, positive = { 'lr' },
+  threads = 0, out = 'runs/demo', quick = false }
+lat.args.check(opt, { count = { 'steps', 'hidden', 'points' }, natural = { 'seed', 'threads' }, positive = { 'lr' },
   fraction = { 'momentum' } })
+if opt.threads > 0 then lat.set_num_threads(opt.threads) end
 if opt.quick then
   opt.steps = 800
   print('SMOKE TEST (--quick): 800 steps instead of 1500')

@@ -45,6 +45,9 @@ static const char *usage =
     "  LAT_HISTORY       REPL history file (default: ~/.lat_history; HOME locates it)\n"
     "  LAT_GNUPLOT       the gnuplot command lat.plot runs (default: gnuplot)\n"
     "  LAT_CONV_PATH     im2col or direct: force one convolution path (tests, benchmarks)\n"
+    "  LAT_CPU           avx2 or generic: use no kernels above that level (default: what the CPU has)\n"
+    "  OMP_WAIT_POLICY, GOMP_SPINCOUNT\n"
+    "                    kept as given; unless one is set, lat runs itself with OMP_WAIT_POLICY=PASSIVE\n"
     "  LAT_KERNEL_FD     set by the Jupyter kernel (notebooks/kernel): its reply pipe\n"
     "  SLURM_ARRAY_TASK_ID, _COUNT, _MIN, _STEP, SLURM_PROCID, SLURM_NTASKS, SLURM_JOB_ID,\n"
     "  SLURM_ARRAY_JOB_ID, OMPI_COMM_WORLD_RANK, OMPI_COMM_WORLD_SIZE, PMI_RANK, PMI_SIZE\n"
@@ -390,7 +393,17 @@ static int run_repl(lua_State *L) {
   return 0;
 }
 
+/* libgomp reads OMP_WAIT_POLICY as it loads, before main, and by default idle workers spin:
+   on a shared machine 2 threads ran 10-15 times slower. Unless the user chose a policy, lat
+   runs itself again once with PASSIVE (if exec fails it carries on with the default). */
+static void wait_passively(char **argv) {
+  if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
+  setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
+  execv("/proc/self/exe", argv);
+}
+
 int main(int argc, char **argv) {
+  wait_passively(argv);
   const char *code = NULL;
   int script = 0, want_repl = 0;
   for (int i = 1; i < argc; i++) {

@@ -92,6 +92,19 @@ do
   add('avg_pool2d 2x2 f+b', function() return lat.grad(lat.avg_pool2d(x, 2), { x }, gy) end)
 end
 
+-- elementwise ops on a conv activation, and the l2 threat's per-example norm and projection
+do
+  local x, y = lat.randn({ 128, 32, 14, 14 }, { rng = g }), lat.randn({ 128, 32, 14, 14 }, { rng = g })
+  local bias = lat.randn({ 1, 32, 1, 1 }, { rng = g })
+  local dims = { 2, 3, 4 }
+  add('clamp 128x32x14x14', function() return x:clamp(-0.5, 0.5) end)
+  add('add 128x32x14x14', function() return x + y end)
+  add('add broadcast 1x32x1x1', function() return x + bias end)
+  add('mul scalar 128x32x14x14', function() return x * 0.5 end)
+  add('norm per example', function() return x:norm(2, dims, true) end)
+  add('l2 project per example', function() return x * (2.0 / x:norm(2, dims, true):clamp(1e-12)):clamp(-math.huge, 1) end)
+end
+
 local function wanted(name)
   if not only then return true end
   for f in only:gmatch('[^,]+') do if name:find(f, 1, true) then return true end end

@@ -69,6 +69,16 @@ def main():
     work["max_pool2d 2x2 f+b"] = lambda: torch.autograd.grad(F.max_pool2d(xp, 2), [xp], gp)
     work["avg_pool2d 2x2 f+b"] = lambda: torch.autograd.grad(F.avg_pool2d(xp, 2), [xp], gp)
 
+    xe, ye = torch.randn(128, 32, 14, 14), torch.randn(128, 32, 14, 14)
+    be = torch.randn(1, 32, 1, 1)
+    dims = (1, 2, 3)
+    work["clamp 128x32x14x14"] = lambda: xe.clamp(-0.5, 0.5)
+    work["add 128x32x14x14"] = lambda: xe + ye
+    work["add broadcast 1x32x1x1"] = lambda: xe + be
+    work["mul scalar 128x32x14x14"] = lambda: xe * 0.5
+    work["norm per example"] = lambda: xe.norm(2, dims, True)
+    work["l2 project per example"] = lambda: xe * (2.0 / xe.norm(2, dims, True).clamp(1e-12)).clamp(max=1)
+
     for name, fn in work.items():
         if only and not any(o in name for o in only):
             continue

@@ -1,0 +1,19 @@
+/* cpu.c: which instruction set the kernels compiled for one may use, chosen at run time so that
+ * one binary runs everywhere. LAT_CPU=avx2 or generic forces a lower level (to test the other
+ * paths on an AVX-512 machine); any other value leaves the detected level. */
+#include "internal.h"
+#include <stdlib.h>
+#include <string.h>
+
+static bool avx512_allowed(void) {
+  const char *e = getenv("LAT_CPU");
+  if (e && (!strcmp(e, "avx2") || !strcmp(e, "generic"))) return false;
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f");
+}
+
+bool lat__cpu_avx512(void) {
+  static int level = -1; /* read once: every call after the first is a load */
+  if (level < 0) level = avx512_allowed();
+  return level;
+}
