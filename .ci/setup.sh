@@ -13,6 +13,7 @@ cd "$(dirname "$0")/.."
 #   libedit-dev                        line editing and history in the REPL (BSD licence)
 #   lua-cjson                          JSON for tests and results files
 #   python3-torch python3-numpy        the reference the tests and benchmarks compare against
+#   python3-torchvision                torchvision's resnet18, which tests/test_torchvision.lua loads into lat
 #   bc                                 arithmetic in the benchmark script
 #   zstd                               the zstd command, which tests use to check .zst checkpoints
 #   gnuplot-nox                        line and scatter plots as PNG (lat.plot; optional at run time)
@@ -27,7 +28,7 @@ cd "$(dirname "$0")/.."
 #                                      authentication, for the single-node cluster of tests/slurm
 PACKAGES="build-essential cmake pkg-config libluajit-5.1-dev libopenblas-dev libopenblas0-openmp libpng-dev
   libzstd-dev zlib1g-dev libedit-dev lua-cjson python3-torch python3-numpy bc zstd gnuplot-nox
-  python3-ipykernel jupyter-client jupyter-nbconvert jupyter-notebook
+  python3-ipykernel jupyter-client jupyter-nbconvert jupyter-notebook python3-torchvision
   clang libclang-rt-14-dev libomp-14-dev openmpi-bin libopenmpi-dev slurm-wlm munge"
 
 missing=""

@@ -95,7 +95,7 @@ return lat.experiment{
     steps = { 5, 'PGD steps of the AT and LAT adversaries', 'natural' },
     weight = { 1, 'weight of the adversarial loss in fine-tuning (the rest on the clean loss)', 'fraction' },
     at_eps = { '0.5,1,2', 'AT radii at the input (L2, absolute)', 'nonnegative list' },
-    lat_layers = { 'stem,layer1,layer2,layer3', 'LAT layers', 'list' },
+    lat_layers = { 'relu,layer1,layer2,layer3', 'LAT layers (relu: the output of the stem)', 'list' },
     lat_eps = { '0.1,0.3', 'LAT radii (L2, relative to the activation norm)', 'nonnegative list' },
     rlp_layer = { 'layer2', 'the layer of the random latent perturbation control (RLP)' },
     rlp_eps = { 0.3, "RLP's radius (L2, relative)", 'nonnegative' },
@@ -126,7 +126,7 @@ return lat.experiment{
     local realised = lat.trojan.poisoned_fraction(s.trojans, train)
     print(('vision_trojans: %d trojans, %.2f%% of %d training images poisoned'):format(#s.trojans, 100 * realised.fraction, realised.n))
     local model, info, found, dir = ctx:cached('vision_trojaned', { epochs = opt.epochs, batch = opt.batch, lr = opt.lr, widths = opt.widths,
-      blocks = opt.blocks, rate = opt.rate, warp_rate = opt.warp_rate, seed = opt.seed, quick = opt.quick },
+      blocks = opt.blocks, rate = opt.rate, warp_rate = opt.warp_rate, seed = opt.seed, quick = opt.quick, layout = 'torchvision' },
       function() return implant(opt, train, s.trojans) end)
     ctx:link('trojaned.safetensors', dir .. '/model.safetensors')
     print(('trojaned model: %s (%.0f s of training)'):format(found and ('found in the cache, ' .. dir) or 'trained here', info.seconds))

@@ -37,7 +37,7 @@ def write_safetensors(path, arrays, metadata=None):
     if metadata:
         header["__metadata__"] = metadata
     for name in sorted(arrays):
-        a = np.ascontiguousarray(arrays[name])
+        a = np.ascontiguousarray(arrays[name]).reshape(np.shape(arrays[name]))  # keeps 0-d arrays 0-d
         blobs.append(a.tobytes())
         header[name] = {"dtype": NAMES[a.dtype], "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
         offset += a.nbytes

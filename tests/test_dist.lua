@@ -190,7 +190,7 @@ local data = lat.Generator(9)
 for _ = 1, 3 do lat.train.step(cfg, { x = lat.randn({ 10, 6 }, { rng = data }), y = lat.randint(0, 3, { 10 }, { rng = data }) }) end
 local state = {}
 for _, e in ipairs(model:named_parameters()) do state[#state + 1] = ('%a'):format(e[2]:sum():item()) end
-for _, e in ipairs(model:named_buffers()) do state[#state + 1] = ('%a'):format(e[2]:sum():item()) end
+for _, e in ipairs(model:named_buffers()) do state[#state + 1] = ('%a'):format(e[2]:float():sum():item()) end
 print('rank ' .. r .. ' state ' .. table.concat(state, ' '))
 print('rank ' .. r .. ' ok')
 ]])

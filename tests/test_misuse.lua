@@ -105,7 +105,7 @@ local cases = {
   { 'GPT fed more tokens than its context', [[lat.models.GPT{ vocab = 8, max_len = 4, dim = 8, heads = 2, layers = 1 }(lat.zeros({ 1, 9 }, 'int32'))]], "sequence of 9 tokens is longer than the model's 4" },
   { 'a checkpoint of another architecture', [[local m = mlp(); lat.models.save(m, TMP .. '/mlp.safetensors')
     local r = lat.models.ResNet{ widths = { 4, 4, 4 }, blocks = { 1, 1, 1 }, channels = 1, classes = 3 }
-    r:load_state_dict((lat.load(TMP .. '/mlp.safetensors')))]], "load_state_dict: missing 'stem.conv.weight'" },
+    r:load_state_dict((lat.load(TMP .. '/mlp.safetensors')))]], "missing 'conv1.weight'" },
   { 'models.load of a missing file', [[lat.models.load(TMP .. '/nothing.safetensors')]], 'nothing.safetensors' },
 
   -- optimisers

@@ -15,7 +15,7 @@ H.test('a saved model loads back with the same class, options and outputs', func
     m:eval()
     local path = ('%s/model_%d.safetensors.zst'):format(tmp, i)
     lat.models.save(m, path, { note = 'test' })
-    local back, meta = lat.models.load(path)
+    local back, _, meta = lat.models.load(path)
     H.assert(back.__name == m.__name and meta.note == 'test', 'class and metadata')
     H.near(back(x), m(x), 0, m.__name .. ' outputs')
   end

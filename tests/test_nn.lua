@@ -53,12 +53,13 @@ H.test('named modules and parameters have stable dotted names', function()
   local m = lat.models.ResNet{ widths = { 4, 8, 16 }, blocks = { 1, 2, 1 } }
   local names = {}
   for _, e in ipairs(m:named_modules()) do names[e[1]] = e[2].__name end
-  H.assert(names['layer2.2.conv1'] == 'Conv2d', 'layer2.2.conv1')
-  H.assert(names['layer2.1.shortcut.conv'] == 'Conv2d', 'shortcut')
+  H.assert(names['layer2.1.conv1'] == 'Conv2d', 'layer2.1.conv1 (blocks count from 0, as in torchvision)')
+  H.assert(names['layer2.0.downsample.0'] == 'Conv2d' and names['layer2.0.downsample.1'] == 'BatchNorm2d', 'downsample')
+  H.assert(names['layer2.2'] == nil, 'no third block')
   H.assert(names['fc'] == 'Linear' and names[''] == 'ResNet', 'root and head')
   local pn = {}
   for _, e in ipairs(m:named_parameters()) do pn[#pn + 1] = e[1] end
-  H.assert(pn[1] == 'stem.conv.weight' and pn[#pn] == 'fc.bias', table.concat(pn, ' '))
+  H.assert(pn[1] == 'conv1.weight' and pn[2] == 'bn1.weight' and pn[#pn] == 'fc.bias', table.concat(pn, ' '))
   local g = lat.models.GPT{ vocab = 20, max_len = 8, dim = 8, heads = 2, layers = 3 }
   H.assert(g:module('h.2.attn.v').__name == 'Identity', 'q/k/v hook points')
   H.raises(function() g:module('h.8') end, "no layer named 'h.8'", 'h.2.attn')
@@ -133,9 +134,10 @@ H.test('train/eval reach every layer; batch norm uses running statistics in eval
   local x = lat.randn(3, 1, 28, 28)
   H.near(m(x), m(x), 0, 'deterministic in eval')
   m:train()
-  local before = m.stem.bn.running_mean:clone()
+  local before = m.bn1.running_mean:clone()
   m(x)
-  H.assert((m.stem.bn.running_mean - before):abs():sum():item() > 0, 'training updates running stats')
+  H.assert(m.bn1.num_batches_tracked:item() == 1, 'num_batches_tracked counts training batches')
+  H.assert((m.bn1.running_mean - before):abs():sum():item() > 0, 'training updates running stats')
 end)
 
 H.test('state_dict round trip, strict loading errors, freezing', function()
@@ -171,7 +173,7 @@ H.test('an error inside a layer names the layer', function()
   local m = mlp()
   H.raises(function() m(lat.randn(2, 5)) end, "in layer 'fc1' (Linear)", 'linear: input [2, 5]')
   local r = lat.models.ResNet{ widths = { 4, 8, 8 }, blocks = { 1, 1, 1 } }
-  H.raises(function() r(lat.randn(2, 3, 28, 28)) end, "in layer 'stem.conv' (Conv2d)", '3 channels')
+  H.raises(function() r(lat.randn(2, 3, 28, 28)) end, "in layer 'conv1' (Conv2d)", '3 channels')
 end)
 
 H.test('GPT generation: greedy is deterministic, sampling follows the seed', function()

@@ -198,7 +198,7 @@ local PRETRAINING = { 'dim', 'layers', 'heads', 'len', 'batch', 'steps', 'lr', '
 -- train_loss =, loaded = the checkpoint or the cached stage's folder, found = in the cache }
 function X.trojaned(d, opt, ctx)
   if opt.model ~= '' then
-    local model, meta = lat.models.load(opt.model)
+    local model, _, meta = lat.models.load(opt.model)
     if model.transformer.max_len ~= opt.len then
       raise(('lm_experiment: %s has a context of %d bytes, --len is %d'):format(opt.model, model.transformer.max_len, opt.len))
     end

@@ -57,7 +57,8 @@ M.SmallCNN.forward = M.MLP.forward
 
 -- ---------------------------------------------------------------- ResNet
 
--- BasicBlock: conv-bn-relu-conv-bn plus the input (through a 1x1 conv when the shape changes)
+-- BasicBlock: conv-bn-relu-conv-bn plus the input (through downsample, a 1x1 conv and its
+-- batch norm, when the shape changes), named as torchvision's
 M.BasicBlock = class('BasicBlock')
 function M.BasicBlock:__init(cin, cout, stride, opts)
   local r = { rng = opts and opts.rng }
@@ -67,32 +68,44 @@ function M.BasicBlock:__init(cin, cout, stride, opts)
   self:add('conv2', nn.Conv2d(cout, cout, 3, { padding = 1, bias = false, rng = r.rng }))
   self:add('bn2', nn.BatchNorm2d(cout))
   if stride ~= 1 or cin ~= cout then
-    self:add('shortcut', nn.Sequential{
-      { 'conv', nn.Conv2d(cin, cout, 1, { stride = stride, bias = false, rng = r.rng }) },
-      { 'bn', nn.BatchNorm2d(cout) },
-    })
+    self:add('downsample', nn.Sequential{ nn.Conv2d(cin, cout, 1, { stride = stride, bias = false, rng = r.rng }), nn.BatchNorm2d(cout) })
   end
   self:add('relu2', nn.ReLU())
 end
 function M.BasicBlock:forward(x)
   local y = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
-  local s = rawget(self, 'shortcut')
+  local s = rawget(self, 'downsample')
   return self.relu2(y + (s and s(x) or x))
 end
 
--- ResNet{ widths = {16, 32, 64}, blocks = {2, 2, 2}, channels = 1, classes = 10 }:
--- stem, layer1..layer3 (each a Sequential of BasicBlocks, the later ones halving the size),
--- global average pooling, fc.
+-- torchvision's depths: BasicBlocks per stage
+local DEPTHS = { [18] = { 2, 2, 2, 2 }, [34] = { 3, 4, 6, 3 } }
+
+-- ResNet{ widths = {16, 32, 64}, blocks = {2, 2, 2}, channels = 1, classes = 10, stem = 'small' }
+-- or ResNet{ depth = 18 | 34 } (torchvision's resnet18/resnet34: widths 64..512, 3 channels,
+-- 1000 classes, stem 'imagenet'): conv1, bn1, relu (the stem: a 3x3 stride-1 conv for small
+-- images, or with stem = 'imagenet' a 7x7 stride-2 conv and maxpool), layer1..layerN (each a
+-- Sequential of BasicBlocks counted from 0, the later ones halving the size), avgpool, fc. The
+-- parameter and buffer names are torchvision's, so its state_dict loads as it is.
 M.ResNet = class('ResNet')
 function M.ResNet:__init(opts)
   remember(self, opts)
   opts = opts or {}
-  local widths, blocks = opts.widths or { 16, 32, 64 }, opts.blocks or { 2, 2, 2 }
-  self:add('stem', nn.Sequential{
-    { 'conv', nn.Conv2d(opts.channels or 1, widths[1], 3, { padding = 1, bias = false, rng = opts.rng }) },
-    { 'bn', nn.BatchNorm2d(widths[1]) },
-    { 'relu', nn.ReLU() },
-  })
+  local depth = opts.depth
+  if depth ~= nil and not DEPTHS[depth] then raise(('ResNet: depth must be 18 or 34, got %s'):format(tostring(depth))) end
+  local widths = opts.widths or (depth and { 64, 128, 256, 512 } or { 16, 32, 64 })
+  local blocks = opts.blocks or (depth and DEPTHS[depth] or { 2, 2, 2 })
+  local stem = opts.stem or (depth and 'imagenet' or 'small')
+  if stem ~= 'small' and stem ~= 'imagenet' then raise(("ResNet: stem must be 'small' or 'imagenet', got %s"):format(tostring(stem))) end
+  local channels = opts.channels or (depth and 3 or 1)
+  if stem == 'imagenet' then
+    self:add('conv1', nn.Conv2d(channels, widths[1], 7, { stride = 2, padding = 3, bias = false, rng = opts.rng }))
+  else
+    self:add('conv1', nn.Conv2d(channels, widths[1], 3, { padding = 1, bias = false, rng = opts.rng }))
+  end
+  self:add('bn1', nn.BatchNorm2d(widths[1]))
+  self:add('relu', nn.ReLU())
+  if stem == 'imagenet' then self:add('maxpool', nn.MaxPool2d(3, { stride = 2, padding = 1 })) end
   local cin = widths[1]
   for s = 1, #widths do
     local list = {}
@@ -102,8 +115,8 @@ function M.ResNet:__init(opts)
     end
     self:add('layer' .. s, nn.Sequential(list))
   end
-  self:add('pool', nn.GlobalAvgPool2d())
-  self:add('fc', nn.Linear(cin, opts.classes or 10, opts))
+  self:add('avgpool', nn.GlobalAvgPool2d())
+  self:add('fc', nn.Linear(cin, opts.classes or (depth and 1000 or 10), opts))
 end
 M.ResNet.forward = M.MLP.forward
 
@@ -267,7 +280,7 @@ local TRANSFORMER = { vocab = 'count', max_len = 'count', dim = 'count', heads =
 local FIELDS = {
   MLP = { sizes = 'counts', bias = 'boolean' },
   SmallCNN = { channels = 'count', classes = 'count', width = 'count', bias = 'boolean' },
-  ResNet = { widths = 'counts', blocks = 'counts', channels = 'count', classes = 'count', bias = 'boolean' },
+  ResNet = { widths = 'counts', blocks = 'counts', channels = 'count', classes = 'count', bias = 'boolean', depth = 'count', stem = 'stem' },
   TransformerClassifier = with(TRANSFORMER, { classes = 'count', pad_id = 'integer' }),
   GPT = with(TRANSFORMER, { tie = 'boolean' }),
 }
@@ -283,6 +296,7 @@ local KINDS = {
   boolean = function(v) return type(v) == 'boolean' end,
   epsilon = function(v) return type(v) == 'number' and v > 0 and v < 1 end,
   activation = function(v) return nn.activations[v] ~= nil end,
+  stem = function(v) return v == 'small' or v == 'imagenet' end,
   counts = function(v)
     if type(v) ~= 'table' or #v == 0 or #v > 64 then return false end
     local n = 0
@@ -295,7 +309,7 @@ local KINDS = {
 }
 local KIND_NAMES = { count = 'an integer from 1 to 2^31 - 1', integer = 'an integer of magnitude below 2^31',
                      probability = 'a number in [0, 1)', boolean = 'true or false', epsilon = 'a number in (0, 1)',
-                     activation = "'gelu', 'gelu_new' or 'gelu_pytorch_tanh'",
+                     activation = "'gelu', 'gelu_new' or 'gelu_pytorch_tanh'", stem = "'small' or 'imagenet'",
                      counts = 'a list of 1 to 64 integers from 0 to 2^31 - 1' }
 
 -- a lower bound on the parameters (float32 values) the class builds from config c, with its defaults
@@ -314,13 +328,14 @@ local PARAMS = {
     return 9 * ch * w + 18 * w * w + 98 * w * (c.classes or 10)
   end,
   ResNet = function(c)
-    local widths, blocks = c.widths or { 16, 32, 64 }, c.blocks or { 2, 2, 2 }
-    local n, last = 9 * (c.channels or 1) * widths[1], widths[1]
+    local widths = c.widths or (c.depth and { 64, 128, 256, 512 } or { 16, 32, 64 })
+    local blocks = c.blocks or (c.depth and DEPTHS[c.depth]) or { 2, 2, 2 }
+    local n, last = 9 * (c.channels or (c.depth and 3 or 1)) * widths[1], widths[1]
     for s = 1, #widths do
       n = n + 9 * (blocks[s] or 0) * widths[s] * widths[s]
       if (blocks[s] or 0) > 0 then last = widths[s] end
     end
-    return n + last * (c.classes or 10)
+    return n + last * (c.classes or (c.depth and 1000 or 10))
   end,
   TransformerClassifier = function(c) return transformer_params(c, c.classes or 2) end,
   GPT = function(c) return transformer_params(c, c.tie == false and c.vocab or 0) end,
@@ -360,17 +375,70 @@ local function checked_config(path, name, config, tensors)
 end
 
 -- load(path) -> model (in evaluation mode), metadata: rebuilds the model saved by save
-function M.load(path)
-  local cjson = require 'cjson'
+-- architectures lat builds for checkpoints that carry no lat metadata (PyTorch's own)
+local ARCHS = {
+  resnet18 = function() return M.ResNet{ depth = 18 } end,
+  resnet34 = function() return M.ResNet{ depth = 34 } end,
+}
+
+local function renamed(tensors, map, path)
+  if map == nil then return tensors end
+  local out = {}
+  for name, t in pairs(tensors) do
+    local new
+    if type(map) == 'function' then new = map(name, t)
+    elseif type(map) == 'table' then new = map[name]; if new == nil then new = name end
+    else raise('models.load: map must be a function(name, tensor) -> new name (or false to drop) or a table') end
+    if new ~= false and new ~= nil then
+      if type(new) ~= 'string' then raise(("models.load: %s: the map gave %s for '%s'; expected a name or false"):format(path, type(new), name)) end
+      if out[new] then raise(("models.load: %s: the map sends two tensors to '%s'"):format(path, new)) end
+      out[new] = t
+    end
+  end
+  return out
+end
+
+-- load(path[, { arch =, config =, map =, strict = true }]) -> model, report, metadata
+-- path: a lat checkpoint (its class and options in the metadata), a PyTorch state_dict saved as
+-- safetensors or a sharded one (model.safetensors.index.json), or a folder holding either (a
+-- Hugging Face GPT-2 folder goes to lat.models.gpt2.load). arch: 'resnet18', 'resnet34', a
+-- lat.models class name (with config = its options) or a model already built; map renames the
+-- file's keys (a table old -> new, or function(name, tensor) -> new name, false to drop). The
+-- report lists missing and unexpected keys and shape mismatches, all of them, as PyTorch's
+-- load_state_dict does; strict raises an error listing every one, leaving nothing half-loaded.
+function M.load(path, opts)
+  opts = opts or {}
+  if type(path) ~= 'string' then raise('models.load: expected a path, got ' .. type(path)) end
+  if type(opts) ~= 'table' then raise('models.load: the options must be a table') end
+  local files = require 'lat.data.files'
+  if files.is_dir(path) then
+    if files.exists(path .. '/config.json') then -- gpt2.load checks every key itself (strict)
+      local model, meta = M.gpt2.load(path)
+      return model, { missing = {}, unexpected = {}, mismatched = {} }, meta
+    end
+    local p = path .. '/model.safetensors'
+    path = files.exists(p) and p or p .. '.index.json'
+  end
   local tensors, meta = require('lat.io').load(path)
-  local cls = meta.model and FIELDS[meta.model] and M[meta.model]
-  if not cls then raise(("checkpoint %s: no lat.models class recorded (metadata 'model' is %s)"):format(path, tostring(meta.model))) end
-  local ok, config = pcall(cjson.decode, meta.config or '{}')
-  if not ok then raise(('checkpoint %s: the model options are not valid JSON'):format(path)) end
-  local model = cls(checked_config(path, meta.model, config, tensors))
-  model:load_state_dict(tensors)
+  local model = opts.arch
+  if model == nil then
+    local cjson = require 'cjson'
+    local cls = meta.model and FIELDS[meta.model] and M[meta.model]
+    if not cls then raise(("checkpoint %s: no lat.models class recorded (metadata 'model' is %s); name one with {arch = 'resnet18' | 'ResNet' | ...}"):format(path, tostring(meta.model))) end
+    local ok, config = pcall(cjson.decode, meta.config or '{}')
+    if not ok then raise(('checkpoint %s: the model options are not valid JSON'):format(path)) end
+    model = cls(checked_config(path, meta.model, config, tensors))
+  elseif type(model) == 'string' then
+    if ARCHS[model] then model = ARCHS[model]()
+    elseif FIELDS[model] then model = M[model](opts.config or {})
+    else raise(("models.load: unknown arch '%s' (resnet18, resnet34, or a lat.models class: MLP, SmallCNN, ResNet, TransformerClassifier, GPT)"):format(model)) end
+  elseif type(model) ~= 'table' or not model._child_names then
+    raise('models.load: arch must be a name or a lat.nn model')
+  end
+  local ok, _, report = pcall(model.load_state_dict, model, renamed(tensors, opts.map, path), opts.strict ~= false)
+  if not ok then raise(('checkpoint %s: %s'):format(path, tostring(_):gsub('^.-load_state_dict: ', ''))) end
   model:eval()
-  return model, meta
+  return model, report, meta
 end
 
 M.gpt2 = require 'lat.models.gpt2'

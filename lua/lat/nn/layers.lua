@@ -86,8 +86,15 @@ function L.BatchNorm2d:__init(c, opts)
   self:param('bias', lat.zeros(c))
   self:buffer('running_mean', lat.zeros(c))
   self:buffer('running_var', lat.ones(c))
+  -- PyTorch's count of training batches (int64 there, int32 here): kept so that a state_dict
+  -- goes both ways with strict loading; lat's momentum update does not read it
+  self:buffer('num_batches_tracked', lat.zeros({}, { dtype = 'int32' }))
 end
 function L.BatchNorm2d:forward(x)
+  if self.training then
+    local n = self.num_batches_tracked
+    lat.no_grad(function() n:fill_(n:item() + 1) end)
+  end
   return lat.batch_norm(x, self.weight, self.bias, self.running_mean, self.running_var,
     { training = self.training, momentum = self.momentum, eps = self.eps })
 end
@@ -169,15 +176,15 @@ function L.Embedding:extra_repr() return self.num_embeddings .. ', ' .. self.dim
 
 -- ---------------------------------------------------------------- Sequential
 
--- Sequential{ a, b, c } names its children 1, 2, 3; Sequential{ {'conv', a}, {'relu', b} }
--- gives them names.
+-- Sequential{ a, b, c } names its children 0, 1, 2 (as PyTorch does, so that state_dict keys
+-- match); Sequential{ {'conv', a}, {'relu', b} } gives them names.
 L.Sequential = class('Sequential')
 function L.Sequential:__init(list, ...)
   if list ~= nil and (type(list) ~= 'table' or list._child_names or select('#', ...) > 0) then
     raise('Sequential: expected one table of modules, Sequential{ a, b } (braces, not parentheses)')
   end
   for i, e in ipairs(list or {}) do
-    if type(e) == 'table' and e._child_names then self:add(i, e)
+    if type(e) == 'table' and e._child_names then self:add(i - 1, e)
     elseif type(e) == 'table' and type(e[1]) == 'string' then self:add(e[1], e[2])
     else raise(('Sequential: entry %d is not a module or a {name, module} pair'):format(i)) end
   end

@@ -234,33 +234,44 @@ function Module:state_dict()
   return sd
 end
 
--- copy values in; strict (default) requires exactly the model's names and shapes (a shared
--- tensor needs one of its names)
+-- load_state_dict(sd[, strict = true]) -> self, { missing =, unexpected =, mismatched = }: copies
+-- the values in, as PyTorch's does. strict requires exactly the model's names, shapes and dtypes
+-- (a shared tensor needs one of its names) and raises an error listing every problem, the model
+-- untouched; not strict, it loads what matches and the report lists the rest.
 function Module:load_state_dict(sd, strict)
   if strict == nil then strict = true end
   local own, ordered = self:state_dict(), named(self, '_param_names', true)
   for _, e in ipairs(named(self, '_buffer_names', true)) do ordered[#ordered + 1] = e end
   local given = {}
   for _, e in ipairs(ordered) do if sd[e[1]] ~= nil then given[e[2]] = true end end
+  local report = { missing = {}, unexpected = {}, mismatched = {} }
+  local load = {}
   for _, e in ipairs(ordered) do
     local name, t = e[1], e[2]
     local src = sd[name]
     if src == nil then
-      if strict and not given[t] then raise(("load_state_dict: missing '%s'"):format(name)) end
+      if not given[t] then report.missing[#report.missing + 1] = name end
     else
       local a, b = table.concat(t.shape, 'x'), table.concat(src.shape, 'x')
       if a ~= b or t.dtype ~= src.dtype then
-        raise(("load_state_dict: '%s' is %s %s in the model but %s %s in the state"):format(name, t.dtype, a, src.dtype, b))
+        report.mismatched[#report.mismatched + 1] = ("'%s' is %s %s in the model but %s %s in the state"):format(name, t.dtype, a, src.dtype, b)
+      else
+        load[#load + 1] = { t, src }
       end
-      lat.no_grad(function() t:copy_(src) end)
     end
   end
-  if strict then
-    for name in pairs(sd) do
-      if own[name] == nil then raise(("load_state_dict: unexpected '%s'"):format(name)) end
-    end
+  for name in pairs(sd) do if own[name] == nil then report.unexpected[#report.unexpected + 1] = name end end
+  table.sort(report.unexpected)
+  local problems = {}
+  for _, n in ipairs(report.missing) do problems[#problems + 1] = ("missing '%s'"):format(n) end
+  for _, m in ipairs(report.mismatched) do problems[#problems + 1] = m end
+  for _, n in ipairs(report.unexpected) do problems[#problems + 1] = ("unexpected '%s'"):format(n) end
+  -- strict: every problem at once, and the model untouched; otherwise what matches is loaded
+  if strict and #problems > 0 then
+    raise(('load_state_dict: %d problem%s: %s'):format(#problems, #problems == 1 and '' or 's', table.concat(problems, '; ')))
   end
-  return self
+  lat.no_grad(function() for _, p in ipairs(load) do p[1]:copy_(p[2]) end end)
+  return self, report
 end
 
 -- ---------------------------------------------------------------- running and hooks
