@@ -380,6 +380,24 @@ local ARCHS = {
   resnet18 = function() return M.ResNet{ depth = 18 } end,
   resnet34 = function() return M.ResNet{ depth = 34 } end,
 }
+-- 'resnet': any ResNet of torchvision's layout, its shape read off the file's tensors (channels
+-- and stem from conv1, blocks and widths from layerN.i, classes from fc)
+function ARCHS.resnet(tensors, path)
+  local conv1, fc = tensors['conv1.weight'], tensors['fc.weight']
+  if not (conv1 and fc and conv1:dim() == 4 and fc:dim() == 2) then
+    raise(("checkpoint %s: arch 'resnet' needs conv1.weight [out, in, k, k] and fc.weight [classes, in]"):format(path))
+  end
+  local widths, blocks = {}, {}
+  for s = 1, 64 do
+    local n = 0
+    while tensors[('layer%d.%d.conv1.weight'):format(s, n)] do n = n + 1 end
+    if n == 0 then break end
+    blocks[s], widths[s] = n, tensors[('layer%d.0.conv1.weight'):format(s)].shape[1]
+  end
+  if #blocks == 0 then raise(("checkpoint %s: arch 'resnet' found no layer1.0.conv1.weight"):format(path)) end
+  return M.ResNet{ widths = widths, blocks = blocks, channels = conv1.shape[2], classes = fc.shape[1],
+    stem = conv1.shape[3] == 7 and 'imagenet' or 'small' }
+end
 
 local function renamed(tensors, map, path)
   if map == nil then return tensors end
@@ -401,7 +419,8 @@ end
 -- load(path[, { arch =, config =, map =, strict = true }]) -> model, report, metadata
 -- path: a lat checkpoint (its class and options in the metadata), a PyTorch state_dict saved as
 -- safetensors or a sharded one (model.safetensors.index.json), or a folder holding either (a
--- Hugging Face GPT-2 folder goes to lat.models.gpt2.load). arch: 'resnet18', 'resnet34', a
+-- Hugging Face GPT-2 folder goes to lat.models.gpt2.load). arch: 'resnet18', 'resnet34', 'resnet'
+-- (any torchvision-layout ResNet, its shape read off the tensors), a
 -- lat.models class name (with config = its options) or a model already built; map renames the
 -- file's keys (a table old -> new, or function(name, tensor) -> new name, false to drop). The
 -- report lists missing and unexpected keys and shape mismatches, all of them, as PyTorch's
@@ -429,9 +448,9 @@ function M.load(path, opts)
     if not ok then raise(('checkpoint %s: the model options are not valid JSON'):format(path)) end
     model = cls(checked_config(path, meta.model, config, tensors))
   elseif type(model) == 'string' then
-    if ARCHS[model] then model = ARCHS[model]()
+    if ARCHS[model] then model = ARCHS[model](tensors, path)
     elseif FIELDS[model] then model = M[model](opts.config or {})
-    else raise(("models.load: unknown arch '%s' (resnet18, resnet34, or a lat.models class: MLP, SmallCNN, ResNet, TransformerClassifier, GPT)"):format(model)) end
+    else raise(("models.load: unknown arch '%s' (resnet18, resnet34, resnet, or a lat.models class: MLP, SmallCNN, ResNet, TransformerClassifier, GPT)"):format(model)) end
   elseif type(model) ~= 'table' or not model._child_names then
     raise('models.load: arch must be a name or a lat.nn model')
   end
