@@ -10,7 +10,7 @@ local DIR = (os.getenv('LAT_TEST_TMP') or '/tmp') .. '/pretrained'
 os.execute(('rm -rf %s && mkdir -p %s'):format(DIR, DIR))
 local REF = (debug.getinfo(1, 'S').source:match('^@(.*/)') or './') .. 'pretrained_ref.py'
 local function py(args)
-  local out = H.run(('%s %s %s'):format(PYTHON, REF, args))
+  local out = H.run(("LAT_DATA='%s' %s %s %s"):format(require('lat.data.files').root(), PYTHON, REF, args))
   assert(out:find('%[exit 0%]\n$'), 'pretrained_ref.py failed: ' .. out)
 end
 
