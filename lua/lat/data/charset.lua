@@ -24,7 +24,8 @@ local converters = {} -- charset -> iconv descriptor, or false when iconv does n
 local function converter(charset)
   if converters[charset] == nil then
     local cd = C.lat_iconv_open('UTF-8', charset)
-    converters[charset] = cd ~= FAILED and cd or false
+    -- closed when collected (at the latest when the Lua state closes), so nothing outlives it
+    converters[charset] = cd ~= FAILED and ffi.gc(cd, C.lat_iconv_close) or false
   end
   return converters[charset]
 end
