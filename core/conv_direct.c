@@ -16,10 +16,14 @@
 
 /* The kernels are compiled for AVX-512 whatever the build's -march, and run only where
  * lat__cpu_avx512() says so (ops_conv.c asks before calling anything here). */
-#pragma GCC push_options
-#pragma GCC target("avx512f")
 #include <immintrin.h>
 #include <omp.h>
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f")
+#endif
 
 #define INLINE static inline __attribute__((always_inline))
 enum { SLACK = 256 }; /* zero floats after each padded buffer: tiles read up to 8 vectors past */
@@ -611,4 +615,8 @@ int lat__conv_direct_backward(const conv_geom *g, const float *x, const float *w
   return 0;
 }
 
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
