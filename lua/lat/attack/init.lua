@@ -14,6 +14,7 @@ local lat = require 'lat.tensor'
 local F = require 'lat.tensor.finite'
 local Threat = require('lat.attack.threat').Threat
 local in_eval = require('lat.nn.module').in_eval
+local replay = require 'lat.nn.replay'
 local raise = core.raise
 
 local A = {}
@@ -147,13 +148,17 @@ end
 
 -- pgd(model, batch, threat, opts) -> { deltas = {site -> tensor}, losses = {per step},
 --   success = fraction or nil, success_mask = float32 [B] or nil, norms = {site -> mean norm},
---   steps = steps taken, threat = threat:describe(), config = the options used }
+--   steps = steps taken, threat = threat:describe(), config = the options used, output = the
+--   model's output under the final perturbation, prefix = the replay (with keep_prefix) }
 -- opts: steps (10), step_size (in eps's units; default 2.5 * eps / steps), init ('zero', 'uniform',
 -- 'random_radius', 'sphere'), rule ('l2' normalised gradient, 'sign', 'adam', 'raw', or a step rule
 -- function; default by norm), objective (see objective_of), early_stop (stop when every example succeeds),
 -- forward = function(model, batch) -> output (default model(batch.x)), rng, adam_betas, context (a
--- prefix for error messages, e.g. 'train: step 12'). A loss, gradient or perturbation that is
--- not finite raises an error naming the step and the site (tensor/finite.lua).
+-- prefix for error messages, e.g. 'train: step 12'), replay (default true: the layers before the
+-- earliest site run once, not at every step; false runs each forward in full), keep_prefix (the
+-- result's prefix is then the replay, its outputs kept with their graph, for a training forward on
+-- the same batch and weights to reuse: lat.train.adversarial). A loss, gradient or perturbation
+-- that is not finite raises an error naming the step and the site (tensor/finite.lua).
 function A.pgd(model, batch, threat, opts)
   opts = opts or {}
   check_pgd_args(model, batch, threat, opts)
@@ -167,11 +172,15 @@ function A.pgd(model, batch, threat, opts)
   local context = opts.context and (opts.context .. ': ') or ''
   local function fail(what, run) F.fail(context .. 'attack: ' .. what .. ' is not finite', run and model, run) end
   return in_eval(model, function()
-    local clean = A.clean_activations(model, batch, threat, forward)
-    local deltas, radius, alpha, state = {}, {}, {}, {}
-    for _, s in ipairs(threat.sites) do
-      local c = clean[s.name]
-      if not c then raise(("attack: the forward pass never reached '%s'"):format(s.name)) end
+    -- The first forward gives each site's clean activation (where the initial perturbation is
+    -- drawn) and records the prefix; the later ones replay it and run only what follows the
+    -- earliest site (nn/replay.lua). opts.replay = false runs every forward in full.
+    local rp = opts.replay ~= false and replay.new() or nil
+    if rp then rp.keep_graph = opts.keep_prefix end
+    local clean, deltas, radius, alpha, state = {}, {}, {}, {}, {}
+    local function start(s, a)
+      local c = a:detach()
+      clean[s.name] = c
       local unit = threat:unit(c)
       radius[s.name] = unit * threat.eps
       alpha[s.name] = unit * (opts.step_size or 2.5 * threat.eps / math.max(steps, 1))
@@ -180,15 +189,36 @@ function A.pgd(model, batch, threat, opts)
       if F.enabled and not F.tensor(deltas[s.name]) then fail(("the initial perturbation at '%s'"):format(s.name)) end
       state[s.name] = {}
     end
-    local losses, taken = {}, 0
-    local function evaluate()
-      return A.with_perturbation(model, threat, deltas, function()
-        local out = forward(model, batch)
-        return out, objective(out, batch, ospec)
-      end)
+    local function perturbed()
+      local handles = {}
+      for _, s in ipairs(threat.sites) do
+        handles[#handles + 1] = model:hook(s.layer, function(a)
+          if rp then rp:reach() end
+          if not deltas[s.name] then lat.no_grad(start, s, a) end
+          return a + deltas[s.name]
+        end, { pre = s.pre })
+      end
+      local ok, out = pcall(forward, model, batch)
+      for _, h in ipairs(handles) do h.remove() end
+      if not ok then error(out, 0) end
+      return out, objective(out, batch, ospec)
     end
+    local function reached()
+      for _, s in ipairs(threat.sites) do
+        if not clean[s.name] then raise(("attack: the forward pass never reached '%s'"):format(s.name)) end
+      end
+    end
+    local forwards = 0
+    local function evaluate()
+      forwards = forwards + 1
+      if not rp then return perturbed() end
+      if forwards == 1 then return rp:record(perturbed) end
+      return rp:play(perturbed)
+    end
+    local losses, taken = {}, 0
     for step = 1, steps do
       local _, loss, success = evaluate()
+      if step == 1 then reached() end
       losses[step] = loss:item()
       if F.enabled and not F.number(losses[step]) then fail(("step %d: the adversary's loss (%s)"):format(step, tostring(losses[step])), evaluate) end
       taken = step
@@ -206,8 +236,11 @@ function A.pgd(model, batch, threat, opts)
         end
       end)
     end
-    -- the final perturbation's effect
-    local out, loss, success = lat.no_grad(evaluate)
+    -- the final perturbation's effect (with no steps, this forward also gives the clean
+    -- activations; it keeps its graph when the prefix is to be reused by a training forward)
+    local final = (steps == 0 and opts.keep_prefix) and evaluate or function() return lat.no_grad(evaluate) end
+    local out, loss, success = final()
+    if steps == 0 then reached() end
     if F.enabled and not F.number(loss:item()) then fail(("the final adversary's loss (%s)"):format(tostring(loss:item())), evaluate) end
     local norms = {}
     for _, s in ipairs(threat.sites) do
@@ -218,7 +251,7 @@ function A.pgd(model, batch, threat, opts)
     return {
       deltas = deltas, losses = losses, final_loss = loss:item(), output = out,
       success_mask = success, success = success and success:mean():item() or nil,
-      norms = norms, steps = taken, threat = threat:describe(),
+      norms = norms, steps = taken, threat = threat:describe(), prefix = opts.keep_prefix and rp or nil,
       config = { steps = steps, rule = type(rule) == 'function' and 'function' or rule, init = init, early_stop = opts.early_stop and true or false },
     }
   end)

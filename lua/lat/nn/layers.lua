@@ -98,6 +98,9 @@ function L.BatchNorm2d:forward(x)
   return lat.batch_norm(x, self.weight, self.bias, self.running_mean, self.running_var,
     { training = self.training, momentum = self.momentum, eps = self.eps })
 end
+-- a replayed output holds in evaluation mode only: in training mode it normalises by the batch's
+-- statistics and updates the running ones
+function L.BatchNorm2d:replay_safe(recorded_training, training) return not (recorded_training or training) end
 L.BatchNorm1d = L.BatchNorm2d
 function L.BatchNorm2d:extra_repr()
   return self.weight.shape[1] .. ', ' .. settings('eps', self.eps, 'momentum', self.momentum)
@@ -162,6 +165,8 @@ function L.Dropout:__init(p, opts)
 end
 function L.Dropout:forward(x) return lat.dropout(x, self.p, self.training, self.rng) end
 function L.Dropout:extra_repr() return settings('p', self.p) end
+-- a replayed output holds in evaluation mode; in training mode each call draws a new mask
+function L.Dropout:replay_safe(recorded_training, training) return self.p == 0 or not (recorded_training or training) end
 
 -- ---------------------------------------------------------------- Embedding
 

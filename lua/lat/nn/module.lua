@@ -4,6 +4,7 @@
 local core = require 'lat.core'
 local lat = require 'lat.tensor'
 local raise = core.raise
+local replay = require 'lat.nn.replay'
 
 local Module = {}
 Module.__index = Module
@@ -298,10 +299,7 @@ local function fail(m, msg)
   error(msg, 0)
 end
 
--- Calling a module runs its pre-hooks on the first argument, forward, then its hooks on the
--- output. A hook returning a value replaces the activation; returning nil leaves it. An error
--- names the layer, and at the outermost module the caller's line.
-function Module.__call(m, x, ...)
+local function call(m, x, ...)
   if not INPUT_TYPES[type(x)] then fail(m, ('%s: the input must be a tensor, got %s'):format(m.__name, type(x))) end
   if #m._pre_hooks > 0 then x = run_hooks(m._pre_hooks, x, m) end
   local ok, out = pcall(m.forward, m, x, ...)
@@ -309,6 +307,25 @@ function Module.__call(m, x, ...)
   if #m._hooks > 0 then out = run_hooks(m._hooks, out, m) end
   return out
 end
+
+-- Calling a module runs its pre-hooks on the first argument, forward, then its hooks on the
+-- output. A hook returning a value replaces the activation; returning nil leaves it. An error
+-- names the layer, and at the outermost module the caller's line. Under a replay (replay.lua)
+-- a call recorded before the attack's site returns the recorded output instead.
+function Module.__call(m, x, ...)
+  local r = replay.active
+  if r == nil then return call(m, x, ...) end
+  local recorded, seq = r:enter(m)
+  if recorded ~= nil then return recorded end
+  local out = call(m, x, ...)
+  r:leave(m, seq, out)
+  return out
+end
+
+-- replay_safe(recorded_training, training): whether this layer's output, recorded in one mode,
+-- holds in the mode it runs in now; layers whose output depends on the mode override it
+function Module.replay_safe() return true end
+replay.set_default_safe(Module.replay_safe)
 
 -- hook(name, fn[, {pre = true}]): fn(activation, module) -> replacement or nil, at the output
 -- (or, with pre, the input) of the named layer. Returns a handle with :remove().

@@ -34,11 +34,22 @@ return function(spec)
     opts.forward = forward
     if info and info.step then opts.context = ('train: step %d'):format(info.step) end
     if spec.objective then opts.objective = spec.objective(batch) end
+    opts.keep_prefix = opts.replay ~= false
     local r = spec.random and A.random(model, batch, threat, opts) or A.pgd(model, batch, threat, opts)
-    local adv = A.with_perturbation(model, threat, r.deltas, function() return loss_fn(forward(model, batch), batch) end)
+    -- the attack's prefix, computed with the weights this step trains, serves the training
+    -- forwards too where the layers' mode does not change their output (nn/replay.lua)
+    local prefix = r.prefix
+    local function run(fn)
+      if not prefix then return fn() end
+      prefix.need_graph = true
+      return prefix:play(fn)
+    end
+    local adv = run(function()
+      return A.with_perturbation(model, threat, r.deltas, function() return loss_fn(forward(model, batch), batch) end)
+    end)
     local extra = { adv_loss = adv:item(), attack_success = r.success }
     if weight >= 1 then return adv, extra end
-    local clean = loss_fn(forward(model, batch), batch)
+    local clean = run(function() return loss_fn(forward(model, batch), batch) end)
     extra.clean_loss = clean:item()
     return adv * weight + clean * (1 - weight), extra
   end
