@@ -1,6 +1,6 @@
 /* cpu.c: which instruction set the kernels compiled for one may use, chosen at run time so that
  * one binary runs everywhere. LAT_CPU=avx2 or generic forces a lower level (to test the other
- * paths on an AVX-512 machine); any other value leaves the detected level. */
+ * paths on an AVX-512 machine); lat's Lua start-up refuses any other value (tensor/init.lua). */
 #include "internal.h"
 #include <stdlib.h>
 #include <string.h>
@@ -16,4 +16,13 @@ bool lat__cpu_avx512(void) {
   static int level = -1; /* read once: every call after the first is a load */
   if (level < 0) level = avx512_allowed();
   return level;
+}
+
+/* the level the kernels run at: "avx512", "avx2" or "generic" */
+const char *lat_cpu_level(void) {
+  if (lat__cpu_avx512()) return "avx512";
+  const char *e = getenv("LAT_CPU");
+  if (e && !strcmp(e, "generic")) return "generic";
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? "avx2" : "generic";
 }

@@ -108,6 +108,18 @@ bool lat__cpu_avx512(void);
 /* ---- fast math ---- */
 #include <math.h>
 /* clamp that lets NaN through, as PyTorch does (fminf/fmaxf would give a bound); vectorises */
+/* s[0] + ... + s[n-1] in 16 lanes (so that it vectorises without reassociating a single chain),
+ * the lanes then added pairwise */
+static inline float lat__sum_row(const float *restrict s, int64_t n) {
+  float lane[16] = {0};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int j = 0; j < 16; j++) lane[j] += s[i + j];
+  for (int j = 0; i < n; i++, j++) lane[j] += s[i];
+  for (int w = 8; w >= 1; w /= 2)
+    for (int j = 0; j < w; j++) lane[j] += lane[j + w];
+  return lane[0];
+}
 static inline float lat__clampf(float x, float lo, float hi) {
   return x < lo ? lo : x > hi ? hi : x;
 }
@@ -185,6 +197,10 @@ void lat__blas_single_end(int nt);
  * 'parallel for simd' write the test as if (parallel : n > LAT_PAR_MIN): a bare if applies to
  * the simd part too (OpenMP 5), and GCC then runs small loops unvectorised (3-10x slower). */
 #define LAT_PAR_MIN 32768
+/* the same for loops that only stream memory (a load or two, a flop and a store an element):
+ * below this, waking the passive threads costs more than a second core's share of the
+ * bandwidth gives (tests/bench/run.sh, the elementwise rows at 2 threads) */
+#define LAT_PAR_STREAM (1 << 20)
 
 /* ---- broadcasting (ops_elementwise.c) ---- */
 /* Broadcast shapes a and b (PyTorch rules) into out; returns ndim or -1 with error. */

@@ -112,6 +112,9 @@ LAT_API void lat_empty_cache(void);
 LAT_API void lat_set_num_threads(int n);
 LAT_API int lat_get_num_threads(void);
 
+/* the instruction set lat's kernels use: "avx512", "avx2" or "generic" (cpu.c) */
+LAT_API const char *lat_cpu_level(void);
+
 /* random numbers: counter-based, so a (seed, offset) pair fixes every number */
 LAT_API void lat_rng_seed(lat_rng *rng, uint64_t seed);
 LAT_API int lat_uniform_(lat_tensor *t, lat_rng *rng, double lo, double hi);

@@ -30,8 +30,10 @@ void lat__sum_to(float *dst, int dst_ndim, const int64_t *dst_shape, const float
                  int src_ndim, const int64_t *src_shape, bool accumulate) {
   int64_t dn = lat__prod(dst_shape, dst_ndim), sn = lat__prod(src_shape, src_ndim);
   if (dn == sn) { /* nothing was broadcast */
-    if (accumulate)
+    if (accumulate) {
+      #pragma omp parallel for simd if (parallel : dn > LAT_PAR_STREAM)
       for (int64_t k = 0; k < dn; k++) dst[k] += src[k];
+    }
     else memcpy(dst, src, (size_t)dn * sizeof *dst);
     return;
   }
@@ -40,18 +42,19 @@ void lat__sum_to(float *dst, int dst_ndim, const int64_t *dst_shape, const float
   const int64_t *shapes[2] = {dst_shape, src_shape};
   int ndims[2] = {dst_ndim, src_ndim};
   lat_bcast_init(&bc, src_ndim, src_shape, 2, shapes, ndims);
-  int64_t sd = bc.st[0][bc.nd - 1];
+  int64_t sd = bc.st[0][bc.nd - 1], inner = bc.inner;
+  /* rows write distinct outputs (a per-example sum, say) unless some row dimension was summed */
+  bool distinct = true;
+  for (int d = 0; d < bc.nd - 1; d++) distinct &= bc.st[0][d] != 0;
+  #pragma omp parallel for if (distinct && sn > LAT_PAR_STREAM && bc.rows > 1)
   for (int64_t r = 0; r < bc.rows; r++) {
     int64_t off[2];
     lat_bcast_row(&bc, 2, r, off);
-    const float *s = src + off[1];
-    float *d = dst + off[0];
-    if (sd == 0) {
-      float acc = 0;
-      for (int64_t i = 0; i < bc.inner; i++) acc += s[i];
-      d[0] += acc;
-    } else
-      for (int64_t i = 0; i < bc.inner; i++) d[i] += s[i];
+    const float *restrict s = src + off[1];
+    float *restrict d = dst + off[0];
+    if (sd == 0) d[0] += lat__sum_row(s, inner);
+    else
+      for (int64_t i = 0; i < inner; i++) d[i] += s[i];
   }
 }
 
@@ -179,22 +182,76 @@ static lat_bcast binary_bcast(const lat_tensor *out, const lat_tensor *a, const 
   return bc;
 }
 
+/* y[i] = pa[i sa] op pb[i sb], i < n, with the strides that broadcasting gives (1 and 1, 1 and 0,
+ * 0 and 1) spelled out so that each loop vectorises */
+#define BINARY_ROW(EXPR)                                                                          \
+  do {                                                                                            \
+    if (sa == 1 && sb == 1)                                                                       \
+      for (int64_t i = 0; i < n; i++) { float u = pa[i], v = pb[i]; (void)u, (void)v; y[i] = EXPR; } \
+    else if (sa == 1 && sb == 0) {                                                                \
+      float v = pb[0];                                                                            \
+      (void)v;                                                                                    \
+      for (int64_t i = 0; i < n; i++) { float u = pa[i]; (void)u; y[i] = EXPR; }                  \
+    } else if (sa == 0 && sb == 1) {                                                              \
+      float u = pa[0];                                                                            \
+      (void)u;                                                                                    \
+      for (int64_t i = 0; i < n; i++) { float v = pb[i]; (void)v; y[i] = EXPR; }                  \
+    } else                                                                                        \
+      for (int64_t i = 0; i < n; i++) {                                                           \
+        float u = pa[i * sa], v = pb[i * sb];                                                     \
+        (void)u, (void)v;                                                                         \
+        y[i] = EXPR;                                                                              \
+      }                                                                                           \
+  } while (0)
+
+static void binary_row(int op, float *restrict y, const float *restrict pa, int64_t sa,
+                       const float *restrict pb, int64_t sb, int64_t n) {
+  switch (op) {
+  case LAT_OP_ADD: BINARY_ROW(u + v); break;
+  case LAT_OP_SUB: BINARY_ROW(u - v); break;
+  case LAT_OP_MUL: BINARY_ROW(u * v); break;
+  case LAT_OP_DIV: BINARY_ROW(u / v); break;
+  }
+}
+
+/* A broadcast loop's rows, cut into pieces for the threads: whole rows when there are many, or
+ * each row in chunks (of whole cache lines) when there are few, so that a same-shape op, one
+ * long row, is split too. Small ops stay on one thread (LAT_PAR_STREAM). */
+typedef struct { int64_t chunk, per_row, count; } pieces;
+
+static pieces pieces_of(const lat_bcast *bc) {
+  int64_t inner = bc->inner, chunk = inner;
+  if (inner == 0 || bc->rows == 0) return (pieces){1, 1, 0}; /* an empty tensor */
+  if (bc->rows < 16 && inner * bc->rows > LAT_PAR_STREAM) {
+    int64_t want = (16 + bc->rows - 1) / bc->rows; /* pieces a row, for about 16 in all */
+    chunk = ((inner + want - 1) / want + 15) / 16 * 16;
+    if (chunk < 4096) chunk = 4096;
+  }
+  int64_t per_row = (inner + chunk - 1) / chunk;
+  return (pieces){chunk, per_row, bc->rows * per_row};
+}
+
 static void binary_forward(int op, lat_tensor *out, const lat_tensor *a, const lat_tensor *b) {
   lat_bcast bc = binary_bcast(out, a, b);
   int64_t sa = bc.st[0][bc.nd - 1], sb = bc.st[1][bc.nd - 1], inner = bc.inner;
-  #pragma omp parallel for if (out->numel_ > LAT_PAR_MIN && bc.rows > 1)
-  for (int64_t r = 0; r < bc.rows; r++) {
-    int64_t off[2];
+  pieces pc = pieces_of(&bc);
+  #pragma omp parallel for if (out->numel_ > LAT_PAR_STREAM && pc.count > 1)
+  for (int64_t p = 0; p < pc.count; p++) {
+    int64_t r = p / pc.per_row, c0 = p % pc.per_row * pc.chunk, off[2];
+    int64_t n = inner - c0 < pc.chunk ? inner - c0 : pc.chunk;
     lat_bcast_row(&bc, 2, r, off);
-    const float *pa = a->f + off[0], *pb = b->f + off[1];
-    float *y = out->f + r * inner;
-    switch (op) {
-    case LAT_OP_ADD: for (int64_t i = 0; i < inner; i++) y[i] = pa[i * sa] + pb[i * sb]; break;
-    case LAT_OP_SUB: for (int64_t i = 0; i < inner; i++) y[i] = pa[i * sa] - pb[i * sb]; break;
-    case LAT_OP_MUL: for (int64_t i = 0; i < inner; i++) y[i] = pa[i * sa] * pb[i * sb]; break;
-    case LAT_OP_DIV: for (int64_t i = 0; i < inner; i++) y[i] = pa[i * sa] / pb[i * sb]; break;
-    }
+    binary_row(op, out->f + r * inner + c0, a->f + off[0] + c0 * sa, sa, b->f + off[1] + c0 * sb, sb, n);
   }
+}
+
+/* y[i] = the gradient of input k of op at element i, from the output's gradient g */
+static void binary_grad_row(int op, int k, float *restrict y, const float *restrict g, const float *restrict pa,
+                            int64_t sa, const float *restrict pb, int64_t sb, int64_t n) {
+  if (op == LAT_OP_SUB) for (int64_t i = 0; i < n; i++) y[i] = -g[i];
+  else if (op == LAT_OP_MUL && k == 0) BINARY_ROW(g[i] * v);
+  else if (op == LAT_OP_MUL) BINARY_ROW(g[i] * u);
+  else if (k == 0) BINARY_ROW(g[i] / v);
+  else BINARY_ROW(-g[i] * u / (v * v));
 }
 
 /* For input k of a binary op: the gradient at output resolution, then summed down. */
@@ -214,25 +271,14 @@ static int binary_backward(lat_node *n, const lat_tensor *gout) {
       if (!tmp && !(tmp = lat__new_like(gout))) return -1;
       lat_bcast bc = binary_bcast(gout, a, b);
       int64_t sa = bc.st[0][bc.nd - 1], sb = bc.st[1][bc.nd - 1], inner = bc.inner;
-      #pragma omp parallel for if (gout->numel_ > LAT_PAR_MIN && bc.rows > 1)
-      for (int64_t r = 0; r < bc.rows; r++) {
-        int64_t off[2];
+      pieces pc = pieces_of(&bc);
+      #pragma omp parallel for if (gout->numel_ > LAT_PAR_STREAM && pc.count > 1)
+      for (int64_t p = 0; p < pc.count; p++) {
+        int64_t r = p / pc.per_row, c0 = p % pc.per_row * pc.chunk, off[2];
+        int64_t len = inner - c0 < pc.chunk ? inner - c0 : pc.chunk;
         lat_bcast_row(&bc, 2, r, off);
-        const float *pa = a->f + off[0], *pb = b->f + off[1], *g = gout->f + r * inner;
-        float *t = tmp->f + r * inner;
-        if (op == LAT_OP_SUB)
-          for (int64_t i = 0; i < inner; i++) t[i] = -g[i];
-        else if (op == LAT_OP_MUL && k == 0)
-          for (int64_t i = 0; i < inner; i++) t[i] = g[i] * pb[i * sb];
-        else if (op == LAT_OP_MUL)
-          for (int64_t i = 0; i < inner; i++) t[i] = g[i] * pa[i * sa];
-        else if (k == 0)
-          for (int64_t i = 0; i < inner; i++) t[i] = g[i] / pb[i * sb];
-        else
-          for (int64_t i = 0; i < inner; i++) {
-            float q = pb[i * sb];
-            t[i] = -g[i] * pa[i * sa] / (q * q);
-          }
+        binary_grad_row(op, k, tmp->f + r * inner + c0, gout->f + r * inner + c0, a->f + off[0] + c0 * sa, sa,
+                        b->f + off[1] + c0 * sb, sb, len);
       }
       src = tmp->f;
     }
@@ -308,13 +354,23 @@ static lat_tensor *scalar_op(scalar_op_kind kind, lat_tensor *x, double s, doubl
   int64_t cnt = x->numel_;
   const float *restrict xs = x->f;
   float *restrict ys = y->f;
-  if (kind == SCALAR_ADD) for (int64_t k = 0; k < cnt; k++) ys[k] = xs[k] + a;
-  else if (kind == SCALAR_MUL) for (int64_t k = 0; k < cnt; k++) ys[k] = xs[k] * a;
-  else if (kind == SCALAR_POW) {
-    if (a == 2.0f) for (int64_t k = 0; k < cnt; k++) ys[k] = xs[k] * xs[k]; /* vectorises */
-    else for (int64_t k = 0; k < cnt; k++) ys[k] = pow_as_torch(xs[k], a);
+  bool par = cnt > LAT_PAR_STREAM, par_pow = cnt > LAT_PAR_MIN;
+  if (kind == SCALAR_ADD) {
+    #pragma omp parallel for simd if (parallel : par)
+    for (int64_t k = 0; k < cnt; k++) ys[k] = xs[k] + a;
+  } else if (kind == SCALAR_MUL) {
+    #pragma omp parallel for simd if (parallel : par)
+    for (int64_t k = 0; k < cnt; k++) ys[k] = xs[k] * a;
+  } else if (kind == SCALAR_POW && a == 2.0f) {
+    #pragma omp parallel for simd if (parallel : par)
+    for (int64_t k = 0; k < cnt; k++) ys[k] = xs[k] * xs[k];
+  } else if (kind == SCALAR_POW) {
+    #pragma omp parallel for if (par_pow)
+    for (int64_t k = 0; k < cnt; k++) ys[k] = pow_as_torch(xs[k], a);
+  } else {
+    #pragma omp parallel for simd if (parallel : par)
+    for (int64_t k = 0; k < cnt; k++) ys[k] = lat__clampf(xs[k], a, b);
   }
-  else for (int64_t k = 0; k < cnt; k++) ys[k] = lat__clampf(xs[k], a, b);
   lat_node *n = lat__record(y, name, scalar_backward, 1, &x);
   if (n) {
     *LAT_NODE_STATE(n, scalar_saved) = (scalar_saved){.kind = kind, .s = a, .hi = b};

@@ -289,4 +289,39 @@ H.test('exp within 1 ulp of expf over the whole float range, Inf and denormals i
   H.assert(e.f[5] ~= e.f[5] and e.f[6] ~= e.f[6], 'NaN gives NaN')
 end)
 
+-- Above 2^20 elements the binary ops split rows into chunks for the threads (ops_elementwise.c,
+-- pieces_of); chunk edges, broadcast strides and their gradients must give what one loop gives.
+H.test('large binary ops, split into chunks, and their gradients equal elementwise references', function()
+  local g = lat.Generator(5)
+  local n = 1100003 -- not a multiple of a chunk
+  local a = lat.randn({ 3, n }, { rng = g }):requires_grad_()
+  local row = lat.randn({ n }, { rng = g }):add(3):requires_grad_()
+  local col = lat.randn({ 3, 1 }, { rng = g }):add(3):requires_grad_()
+  local function each(t, fn)
+    local bad = 0
+    for r = 0, 2 do for i = 0, n - 1 do if t.f[r * n + i] ~= fn(r, i) then bad = bad + 1 end end end
+    return bad
+  end
+  local af, rf, cf = a:detach(), row:detach(), col:detach()
+  local A = function(r, i) return af.f[r * n + i] end
+  local f32 = function(x) return lat.tensor({ x }).f[0] end -- a product or quotient rounded to float
+  H.assert(each(a * row, function(r, i) return f32(A(r, i) * rf.f[i]) end) == 0, 'a * row')
+  H.assert(each(a - col, function(r, i) return f32(A(r, i) - cf.f[r]) end) == 0, 'a - col')
+  H.assert(each(col / a:detach():add(9), function(r, i) return f32(cf.f[r] / f32(A(r, i) + 9)) end) == 0, 'col / a')
+  local ga, grow, gcol = unpack(lat.grad((a * row + a / col):sum(), { a, row, col }))
+  H.assert(each(ga, function(r, i) return f32(rf.f[i] + f32(1 / cf.f[r])) end) == 0, 'd a = row + 1 / col')
+  local worst = 0
+  for i = 0, n - 1, 9973 do
+    local want = A(0, i) + A(1, i) + A(2, i)
+    worst = math.max(worst, math.abs(grow.f[i] - want) / (1 + math.abs(want)))
+  end
+  H.assert(worst < 1e-6, 'd row = the column sums of a, within ' .. worst)
+  for r = 0, 2 do
+    local sum = 0
+    for i = 0, n - 1 do sum = sum + A(r, i) end
+    local want = -sum / (cf.f[r] * cf.f[r])
+    H.assert(math.abs(gcol.f[r] - want) < 1e-4 * math.abs(want) + 1e-3, ('d col[%d] = %g, want %g'):format(r, gcol.f[r], want))
+  end
+end)
+
 H.finish()

@@ -45,7 +45,7 @@ static const char *usage =
     "  LAT_HISTORY       REPL history file (default: ~/.lat_history; HOME locates it)\n"
     "  LAT_GNUPLOT       the gnuplot command lat.plot runs (default: gnuplot)\n"
     "  LAT_CONV_PATH     im2col or direct: force one convolution path (tests, benchmarks)\n"
-    "  LAT_CPU           avx2 or generic: use no kernels above that level (default: what the CPU has)\n"
+    "  LAT_CPU           avx512, avx2 or generic: use no kernels above that level (default: what the CPU has)\n"
     "  OMP_WAIT_POLICY, GOMP_SPINCOUNT\n"
     "                    kept as given; unless one is set, lat runs itself with OMP_WAIT_POLICY=PASSIVE\n"
     "  LAT_KERNEL_FD     set by the Jupyter kernel (notebooks/kernel): its reply pipe\n"
@@ -343,9 +343,10 @@ static void print_version(void) {
   printf("Lua library: %s (%s%s)\n", lua_dir, lua_dir_kind, found ? "" : ", not found");
   printf("liblat: %s\n", getenv("LAT_LIBRARY") ? getenv("LAT_LIBRARY") : linked_library());
   __builtin_cpu_init();
-  printf("CPU: %ld cores online, %s; %d threads%s\n", sysconf(_SC_NPROCESSORS_ONLN),
+  printf("CPU: %ld cores online, %s; kernels: %s%s; %d threads%s\n", sysconf(_SC_NPROCESSORS_ONLN),
          __builtin_cpu_supports("avx512f") ? "AVX-512" : __builtin_cpu_supports("avx2") ? "AVX2" : "no AVX2",
-         lat_get_num_threads(), getenv("LAT_NUM_THREADS") ? " (LAT_NUM_THREADS)" : "");
+         lat_cpu_level(), getenv("LAT_CPU") ? " (LAT_CPU)" : "", lat_get_num_threads(),
+         getenv("LAT_NUM_THREADS") ? " (LAT_NUM_THREADS)" : "");
 }
 
 static int report(lua_State *L, int rc) {

@@ -485,6 +485,13 @@ lat.Tensor = T -- the methods: a function added here is a method of every tensor
 function lat.set_num_threads(n) C.lat_set_num_threads(n) end
 function lat.get_num_threads() return C.lat_get_num_threads() end
 
+-- the instruction set lat's kernels use: 'avx512', 'avx2' or 'generic' (LAT_CPU may lower it)
+local cpu_env = os.getenv('LAT_CPU')
+if cpu_env and cpu_env ~= '' and cpu_env ~= 'avx512' and cpu_env ~= 'avx2' and cpu_env ~= 'generic' then
+  error(("LAT_CPU must be 'avx512', 'avx2' or 'generic', got '%s'"):format(cpu_env), 0)
+end
+function lat.cpu() return ffi.string(C.lat_cpu_level()) end
+
 -- memory: what the caching allocator holds, in bytes
 function lat.memory()
   return {
