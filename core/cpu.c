@@ -26,3 +26,22 @@ const char *lat_cpu_level(void) {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? "avx2" : "generic";
 }
+
+/* the first instruction-set extension the build assumed (-march, LAT_ARCH in CMakeLists.txt)
+ * that this CPU lacks, or NULL. Compiled for the baseline so that it can run to say so. */
+__attribute__((target("arch=x86-64"))) const char *lat_cpu_missing(void) {
+  __builtin_cpu_init();
+#ifdef __AVX512F__
+  if (!__builtin_cpu_supports("avx512f")) return "AVX-512F";
+#endif
+#ifdef __AVX2__
+  if (!__builtin_cpu_supports("avx2")) return "AVX2";
+#endif
+#ifdef __FMA__
+  if (!__builtin_cpu_supports("fma")) return "FMA";
+#endif
+#ifdef __AVX__
+  if (!__builtin_cpu_supports("avx")) return "AVX";
+#endif
+  return NULL;
+}

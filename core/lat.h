@@ -114,6 +114,8 @@ LAT_API int lat_get_num_threads(void);
 
 /* the instruction set lat's kernels use: "avx512", "avx2" or "generic" (cpu.c) */
 LAT_API const char *lat_cpu_level(void);
+/* NULL, or the instruction-set extension this build of lat assumes and the CPU lacks */
+LAT_API const char *lat_cpu_missing(void);
 
 /* random numbers: counter-based, so a (seed, offset) pair fixes every number */
 LAT_API void lat_rng_seed(lat_rng *rng, uint64_t seed);

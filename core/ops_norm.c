@@ -193,7 +193,9 @@ static int batch_norm_backward(lat_node *n, const lat_tensor *gout) {
   for (int64_t c = 0; c < C; c++) {
     float mu = mean[c], lo = mlo[c], rs = rstd[c], wc = w ? w->f[c] : 1.0f;
     double sg = 0, sgx = 0; /* sums of g and g * xhat over the channel */
-    for (int64_t i = 0; i < N; i++) {
+    /* in evaluation mode gx needs neither sum (an attack on a model in evaluation mode) */
+    bool sums = training || gw || gb;
+    for (int64_t i = 0; sums && i < N; i++) {
       const float *xp = x->f + (i * C + c) * S, *gp = g + (i * C + c) * S;
       float a = 0, bsum = 0;
       #pragma omp simd reduction(+ : a, bsum)
@@ -213,7 +215,13 @@ static int batch_norm_backward(lat_node *n, const lat_tensor *gout) {
     for (int64_t i = 0; i < N; i++) {
       const float *xp = x->f + (i * C + c) * S, *gp = g + (i * C + c) * S;
       float *o = gx + (i * C + c) * S;
-      if (accx) {
+      if (!training && accx) {
+        #pragma omp simd
+        for (int64_t s = 0; s < S; s++) o[s] += k * gp[s];
+      } else if (!training) {
+        #pragma omp simd
+        for (int64_t s = 0; s < S; s++) o[s] = k * gp[s];
+      } else if (accx) {
         #pragma omp simd
         for (int64_t s = 0; s < S; s++) o[s] += k * (gp[s] - c0 - ((xp[s] - mu) - lo) * c1);
       } else {

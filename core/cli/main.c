@@ -404,6 +404,12 @@ static void wait_passively(char **argv) {
 }
 
 int main(int argc, char **argv) {
+  const char *missing = lat_cpu_missing();
+  if (missing) {
+    fprintf(stderr, "lat: this build of lat uses %s, which this CPU lacks: build it again with "
+                    "cmake -DLAT_ARCH=x86-64 (any x86-64) or -DLAT_ARCH=native\n", missing);
+    return 1;
+  }
   wait_passively(argv);
   const char *code = NULL;
   int script = 0, want_repl = 0;

@@ -2,7 +2,10 @@
 -- Prints 'name<TAB>median ms<TAB>median ms with replay = false' per workload (the second is the
 -- same attack running every forward in full, for the suffix-only saving; '-' where it does not
 -- apply). Names and workloads are those of attacks.py.
---   build/lat tests/bench/attacks.lua [--repeats=5] [--only=substring]
+--   build/lat tests/bench/attacks.lua [--repeats=5] [--only=substring] [--memory]
+-- With --memory it prints instead 'name<TAB>MiB': the process's peak resident memory while the
+-- workloads ran (VmHWM) less its resident memory before them (models and batches made), for
+-- attacks.sh to run one workload a process.
 -- Workloads: a 10-step L2 PGD (zero start, normalised-gradient steps, projection onto the
 -- ball, a final forward under the found perturbation) at the activations of
 --   resnet   lat.models.ResNet{16, 32, 64; 2, 2, 2}, 1 x 28 x 28, batch 128, evaluation mode:
@@ -13,7 +16,7 @@
 -- and one training step (5-step attack, forward and backward under the perturbation, SGD) of
 -- the ResNet in training mode: LAT at 'layer2', AT at the input.
 local lat = require 'lat'
-local opt = lat.args{ repeats = 5, only = '' }
+local opt = lat.args{ repeats = 5, only = '', memory = false }
 local now = require('lat.core.sys').now
 
 local function median(t)
@@ -61,6 +64,15 @@ local workloads = {
   { 'resnet AT step input', 'at', input = true },
 }
 
+-- kB of a line of /proc/self/status (VmRSS, VmHWM)
+local function status_kb(field)
+  for line in io.lines('/proc/self/status') do
+    local v = line:match('^' .. field .. ':%s*(%d+)')
+    if v then return tonumber(v) end
+  end
+end
+local rss_before = status_kb('VmRSS')
+
 for _, w in ipairs(workloads) do
   local name, run = w[1], w[2]
   if name:find(opt.only, 1, true) then
@@ -79,10 +91,16 @@ for _, w in ipairs(workloads) do
         sgd:step()
       end)
     end
+    if opt.memory then
+      timed(nil)
+      print(('%s\t%.1f'):format(name, (status_kb('VmHWM') - rss_before) / 1024))
+      goto next
+    end
     local fast = timed(nil)
     -- at the input every layer follows the site: replay has nothing to skip
     local full = w.input and '-' or ('%.2f'):format(timed(false))
     print(('%s\t%.2f\t%s'):format(name, fast, full))
     io.stdout:flush()
   end
+  ::next::
 end

@@ -2,7 +2,9 @@
 user would: a forward hook adds the perturbation at the site, every step runs the whole model,
 torch.autograd.grad takes the gradient with respect to the perturbation alone (the weights do not
 require gradients during an attack). Prints 'name<TAB>median ms' per workload.
-usage: attacks.py THREADS [repeats [only]]"""
+usage: attacks.py THREADS [repeats [only [--memory]]]
+With --memory: 'name<TAB>MiB', the peak resident memory while the workloads ran less the resident
+memory before them (see attacks.lua)."""
 import sys
 import time
 
@@ -55,6 +57,11 @@ class SmallCNN(nn.Module):
 
     def forward(self, x):
         return self.fc(self.block2(self.block1(x)).flatten(1))
+
+
+NAMES = ["resnet pgd relu (early)", "resnet pgd layer2 (middle)", "resnet pgd layer3 (late)", "resnet pgd input",
+         "gpt pgd h.0 (early)", "gpt pgd h.1 (middle)", "gpt pgd h.3 (late)", "smallcnn pgd block1",
+         "resnet LAT step layer2", "resnet AT step input"]
 
 
 def loss_of(out, y):
@@ -114,6 +121,13 @@ def train_step(model, opt, x, y, site, eps):
     opt.step()
 
 
+def status_kb(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+
+
 def timeit(fn, repeats):
     fn()
     ts = []
@@ -130,6 +144,7 @@ def main():
     torch.set_num_threads(int(sys.argv[1]))
     repeats = int(sys.argv[2]) if len(sys.argv) > 2 else 5
     only = sys.argv[3] if len(sys.argv) > 3 else ""
+    memory = len(sys.argv) > 4 and sys.argv[4] == "--memory"
     torch.manual_seed(2)
     x, y = torch.rand(128, 1, 28, 28), torch.randint(0, 10, (128,))
     ids, next_ids = torch.randint(0, 258, (32, 128)), torch.randint(0, 258, (32, 128))
@@ -150,21 +165,27 @@ def main():
         state["opt"] = torch.optim.SGD(state["model"].parameters(), lr=0.01)
         return run
 
-    workloads = [
-        ("resnet pgd relu (early)", lambda: attack(net, x, y, net.relu, 2.0)),
-        ("resnet pgd layer2 (middle)", lambda: attack(net, x, y, net.layer2, 2.0)),
-        ("resnet pgd layer3 (late)", lambda: attack(net, x, y, net.layer3, 2.0)),
-        ("resnet pgd input", lambda: attack(net, x, y, None, 0.5)),
-        ("gpt pgd h.0 (early)", lambda: attack(gpt, ids, next_ids, h[0], 4.0)),
-        ("gpt pgd h.1 (middle)", lambda: attack(gpt, ids, next_ids, h[1], 4.0)),
-        ("gpt pgd h.3 (late)", lambda: attack(gpt, ids, next_ids, h[3], 4.0)),
-        ("smallcnn pgd block1", lambda: attack(cnn, x, y, cnn.block1, 2.0)),
-        ("resnet LAT step layer2", lambda: step(lambda m: m.layer2)),
-        ("resnet AT step input", lambda: step(lambda m: None)),
+    makers = [
+        lambda: attack(net, x, y, net.relu, 2.0),
+        lambda: attack(net, x, y, net.layer2, 2.0),
+        lambda: attack(net, x, y, net.layer3, 2.0),
+        lambda: attack(net, x, y, None, 0.5),
+        lambda: attack(gpt, ids, next_ids, h[0], 4.0),
+        lambda: attack(gpt, ids, next_ids, h[1], 4.0),
+        lambda: attack(gpt, ids, next_ids, h[3], 4.0),
+        lambda: attack(cnn, x, y, cnn.block1, 2.0),
+        lambda: step(lambda m: m.layer2),
+        lambda: step(lambda m: None),
     ]
+    workloads = zip(NAMES, makers)
+    rss_before = status_kb("VmRSS")
     for name, make in workloads:
         if only in name:
-            print(f"{name}\t{timeit(make(), repeats):.2f}", flush=True)
+            ms = timeit(make(), repeats)
+            if memory:
+                print(f"{name}\t{(status_kb('VmHWM') - rss_before) / 1024:.1f}", flush=True)
+            else:
+                print(f"{name}\t{ms:.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 # at 1 and 2 threads, in one run (the workloads: attacks.lua). Prints each workload's median
 # time (ms), the ratio lat / PyTorch (below 1: lat is faster), and lat's time with replay = false
 # (every attack forward in full: what the suffix-only attack saves). If OPENBLAS_CORETYPE is set,
-# the table is printed twice: as set, then with it unset.
+# the table is printed twice: as set, then with it unset. Then, at 1 thread, each workload's
+# peak memory in a process of its own: peak resident memory less that before the workload (models
+# and batches made, PyTorch imported).
 #   tests/bench/attacks.sh [REPEATS]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -39,3 +41,13 @@ if [ -n "${OPENBLAS_CORETYPE:-}" ]; then
 else
   table "OPENBLAS_CORETYPE unset"
 fi
+
+echo
+echo "== peak memory of each workload, MiB above the process's resident memory before it (1 thread, 2 runs)"
+printf '%-28s %9s %9s %6s\n' workload 'lat MiB' 'torch MiB' ratio
+names=$(cd "$here" && "$PY" -c 'import attacks; print("\n".join(attacks.NAMES))')
+while IFS= read -r name; do
+  l=$(LAT_NUM_THREADS=1 "$LAT" "$here/attacks.lua" --repeats=1 --only="$name" --memory | cut -f2)
+  p=$(cd "$here" && env "${TORCH_ENV[@]}" OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "$PY" attacks.py 1 1 "$name" --memory | cut -f2)
+  printf '%-28s %9.1f %9.1f %6.2f\n' "$name" "$l" "$p" "$(echo "$l / $p" | bc -l)"
+done <<< "$names"

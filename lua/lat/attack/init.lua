@@ -14,6 +14,7 @@ local lat = require 'lat.tensor'
 local F = require 'lat.tensor.finite'
 local Threat = require('lat.attack.threat').Threat
 local in_eval = require('lat.nn.module').in_eval
+local without_grad = require('lat.nn.module').without_grad
 local replay = require 'lat.nn.replay'
 local raise = core.raise
 
@@ -171,7 +172,10 @@ function A.pgd(model, batch, threat, opts)
   local rng = opts.rng or lat.default_generator
   local context = opts.context and (opts.context .. ': ') or ''
   local function fail(what, run) F.fail(context .. 'attack: ' .. what .. ' is not finite', run and model, run) end
-  return in_eval(model, function()
+  -- the weights need no gradient during an attack, unless its forwards are to be reused by
+  -- training (keep_prefix): the graph then holds only what the perturbation's gradient needs
+  local attack = opts.keep_prefix and in_eval or function(m, fn) return in_eval(m, without_grad, m, fn) end
+  return attack(model, function()
     -- The first forward gives each site's clean activation (where the initial perturbation is
     -- drawn) and records the prefix; the later ones replay it and run only what follows the
     -- earliest site (nn/replay.lua). opts.replay = false runs every forward in full.

@@ -207,6 +207,25 @@ function Module.in_eval(model, fn, ...)
   return restored(model, modes, pcall(fn, ...))
 end
 
+-- without_grad(model, fn, ...) -> fn(...)'s results, computed with the model's parameters not
+-- requiring gradients (an attack: the graph then holds only what the perturbation's gradient
+-- needs, not every activation the weights' gradients would). Each parameter's flag is restored
+-- afterwards, also when fn raises. Any model with :parameters() may be given.
+function Module.without_grad(model, fn, ...)
+  local params = type(model.parameters) == 'function' and model:parameters() or {}
+  local flags = {}
+  for i, p in ipairs(params) do
+    flags[i] = p.requires_grad
+    if flags[i] then p:requires_grad_(false) end
+  end
+  local res = { pcall(fn, ...) }
+  for i, p in ipairs(params) do
+    if flags[i] then p:requires_grad_(true) end
+  end
+  if not res[1] then error(res[2], 0) end
+  return unpack(res, 2)
+end
+
 function Module:zero_grad()
   for _, p in ipairs(self:parameters()) do p.grad = nil end
 end

@@ -30,12 +30,14 @@ local function run(self, mode, fn, ...)
   return unpack(res, 2)
 end
 
--- record(fn, ...[, opts]) -> fn(...)'s results: runs fn, keeping the output of every layer call
--- that finishes before reach() is first called. keep_graph (set by self.keep_graph) keeps the
--- outputs with their autograd graph, so that a training forward may replay them and still
--- train the prefix; otherwise they are detached.
+-- record(fn, ...) -> fn(...)'s results: runs fn, keeping the output of every layer call that
+-- finishes before reach() is first called. With self.keep_graph the outputs keep their autograd
+-- graph, so that a training forward may replay them and still train the prefix, up to the first
+-- layer a training forward could not replay (a BatchNorm recorded in evaluation mode); all
+-- others are detached.
 function Replay:record(fn, ...)
-  self.entries, self.sensitive, self.reached, self.graph = {}, {}, false, self.keep_graph and lat.is_grad_enabled() or false
+  self.entries, self.sensitive, self.reached, self.train_safe = {}, {}, false, true
+  self.graph = self.keep_graph and lat.is_grad_enabled() or false
   return run(self, 'record', fn, ...)
 end
 
@@ -48,7 +50,7 @@ function Replay:reach() if self.mode == 'record' then self.reached = true end en
 
 -- whether a recorded call may stand in for the call now
 local function usable(self, e)
-  if self.need_graph and lat.is_grad_enabled() and not self.graph then return false end
+  if self.need_graph and lat.is_grad_enabled() and not e.graph then return false end
   for i = 1, e.n_sensitive do
     local s = self.sensitive[i]
     if not s[1]:replay_safe(s[2], s[1].training) then return false end
@@ -85,11 +87,20 @@ function Replay:leave(m, seq, out)
   local sensitive = self.sensitive
   if m.replay_safe ~= DEFAULT_SAFE and not (m:replay_safe(true, true) and m:replay_safe(false, true) and m:replay_safe(true, false)) then
     sensitive[#sensitive + 1] = { m, m.training }
+    -- a training forward could not replay what follows it: its outputs need no graph
+    if not m:replay_safe(m.training, true) then self.train_safe = false end
   end
-  -- a call that can always be replayed makes its children's entries useless: they are dropped
-  if #sensitive == 0 then for k = seq + 1, self.seq do self.entries[k] = nil end end
-  if lat.is_tensor(out) and not self.graph then out = out:detach() end
-  self.entries[seq] = { module = m, out = out, last = self.seq, n_sensitive = #sensitive }
+  local graph = self.graph and self.train_safe
+  -- A call replayed stands for its children: a child's entry serves only where the call's cannot
+  -- be replayed and the child's can, that is in a training forward (need_graph) when the child
+  -- kept its graph and the call did not. Every other child entry is dropped, and the memory of
+  -- its output with it.
+  for k = seq + 1, self.seq do
+    local c = self.entries[k]
+    if c and not (c.graph and not graph) then self.entries[k] = nil end
+  end
+  if lat.is_tensor(out) and not graph then out = out:detach() end
+  self.entries[seq] = { module = m, out = out, last = self.seq, n_sensitive = #sensitive, graph = graph }
 end
 
 function M.set_default_safe(fn) DEFAULT_SAFE = fn end

@@ -490,6 +490,10 @@ local cpu_env = os.getenv('LAT_CPU')
 if cpu_env and cpu_env ~= '' and cpu_env ~= 'avx512' and cpu_env ~= 'avx2' and cpu_env ~= 'generic' then
   error(("LAT_CPU must be 'avx512', 'avx2' or 'generic', got '%s'"):format(cpu_env), 0)
 end
+local cpu_missing = C.lat_cpu_missing()
+if cpu_missing ~= nil then
+  error(('liblat was built for %s, which this CPU lacks: build it again with cmake -DLAT_ARCH=x86-64'):format(ffi.string(cpu_missing)), 0)
+end
 function lat.cpu() return ffi.string(C.lat_cpu_level()) end
 
 -- memory: what the caching allocator holds, in bytes
