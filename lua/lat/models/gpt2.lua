@@ -127,10 +127,13 @@ function G.load(folder, overrides)
 end
 
 -- save(model, folder): config.json and model.safetensors as Hugging Face's save_pretrained
--- writes them (a tied lm_head.weight left out), each file written atomically
+-- writes them (a tied lm_head.weight left out), each file written atomically; the folder is made
+-- if need be
 function G.save(model, folder)
   local c = model.config or {}
   if model.__name ~= 'GPT' then raise('gpt2.save: expected a lat.models.GPT, got ' .. tostring(model.__name)) end
+  local ok, err = require('lat.core.sys').mkdir_p(folder)
+  if not ok then raise(('gpt2.save: cannot make the folder %s: %s'):format(folder, tostring(err))) end
   local cjson = require 'cjson'
   local config = {
     model_type = 'gpt2', architectures = { 'GPT2LMHeadModel' }, vocab_size = c.vocab, n_positions = c.max_len,
