@@ -114,9 +114,9 @@ end
 
 return lat.experiment{
   name = 'pretrained_lat',
-  about = 'A model you bring, fine-tuned on Fashion-MNIST with no defence, RLP, AT and LAT; clean accuracy and held-out robustness; checkpoints in PyTorch layout.',
+  about = 'A model you bring, fine-tuned with no defence, RLP, AT and LAT (an image classifier on Fashion-MNIST: clean accuracy and held-out robustness; a GPT-2 on Moby Dick: validation loss, clean and attacked); checkpoints in PyTorch layout.',
   options = {
-    model = { '', 'the checkpoint to start from (safetensors; PyTorch or lat layout)' },
+    model = { '', 'the checkpoint to start from (safetensors; PyTorch or lat layout; gpt2: a Hugging Face GPT-2 folder)' },
     arch = { 'resnet', "its architecture: resnet (any torchvision-layout ResNet, read off the file), resnet18, resnet34, gpt2 (a Hugging Face GPT-2 folder), or '' for a lat checkpoint" },
     batch = { 64, 'fine-tuning batch size', 'count' },
     finetune = { 4000, 'clean training images (gpt2: windows) each defence fine-tunes on', 'count' },
@@ -137,7 +137,7 @@ return lat.experiment{
   },
   quick = { finetune = 128, eval_examples = 32, test_examples = 256, steps = 1, at_eps = '1', len = 32 },
   check = function(opt)
-    if opt.model == '' then error('pretrained_lat: --model must name a checkpoint (safetensors)', 0) end
+    if opt.model == '' then error('pretrained_lat: --model must name a checkpoint (safetensors, or with --arch=gpt2 a GPT-2 folder)', 0) end
   end,
 
   setup = function(opt)
