@@ -5,26 +5,26 @@
 #include <stdlib.h>
 #include <string.h>
 
-static bool avx512_allowed(void) {
+/* the level from the CPU, lowered by LAT_CPU */
+static const char *detect(void) {
   const char *e = getenv("LAT_CPU");
-  if (e && (!strcmp(e, "avx2") || !strcmp(e, "generic"))) return false;
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f");
+  if (e && !strcmp(e, "generic")) return "generic";
+  if (!(e && !strcmp(e, "avx2")) && __builtin_cpu_supports("avx512f")) return "avx512";
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? "avx2" : "generic";
 }
 
-bool lat__cpu_avx512(void) {
-  static int level = -1; /* read once: every call after the first is a load */
-  if (level < 0) level = avx512_allowed();
+/* the level the kernels run at: "avx512", "avx2" or "generic" (read once) */
+const char *lat_cpu_level(void) {
+  static const char *level;
+  if (!level) level = detect();
   return level;
 }
 
-/* the level the kernels run at: "avx512", "avx2" or "generic" */
-const char *lat_cpu_level(void) {
-  if (lat__cpu_avx512()) return "avx512";
-  const char *e = getenv("LAT_CPU");
-  if (e && !strcmp(e, "generic")) return "generic";
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? "avx2" : "generic";
+bool lat__cpu_avx512(void) {
+  static int avx512 = -1; /* every call after the first is a load */
+  if (avx512 < 0) avx512 = !strcmp(lat_cpu_level(), "avx512");
+  return avx512;
 }
 
 /* the first instruction-set extension the build assumed (-march, LAT_ARCH in CMakeLists.txt)

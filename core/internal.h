@@ -107,7 +107,6 @@ bool lat__cpu_avx512(void);
 
 /* ---- fast math ---- */
 #include <math.h>
-/* clamp that lets NaN through, as PyTorch does (fminf/fmaxf would give a bound); vectorises */
 /* s[0] + ... + s[n-1] in 16 lanes (so that it vectorises without reassociating a single chain),
  * the lanes then added pairwise */
 static inline float lat__sum_row(const float *restrict s, int64_t n) {
@@ -120,6 +119,7 @@ static inline float lat__sum_row(const float *restrict s, int64_t n) {
     for (int j = 0; j < w; j++) lane[j] += lane[j + w];
   return lane[0];
 }
+/* clamp that lets NaN through, as PyTorch does (fminf/fmaxf would give a bound); vectorises */
 static inline float lat__clampf(float x, float lo, float hi) {
   return x < lo ? lo : x > hi ? hi : x;
 }

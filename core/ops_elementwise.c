@@ -231,14 +231,20 @@ static pieces pieces_of(const lat_bcast *bc) {
   return (pieces){chunk, per_row, bc->rows * per_row};
 }
 
+/* piece p: its row r, its first element c0 in the row, and its length */
+static inline int64_t piece_at(const pieces *pc, int64_t inner, int64_t p, int64_t *r, int64_t *c0) {
+  *r = p / pc->per_row;
+  *c0 = p % pc->per_row * pc->chunk;
+  return inner - *c0 < pc->chunk ? inner - *c0 : pc->chunk;
+}
+
 static void binary_forward(int op, lat_tensor *out, const lat_tensor *a, const lat_tensor *b) {
   lat_bcast bc = binary_bcast(out, a, b);
   int64_t sa = bc.st[0][bc.nd - 1], sb = bc.st[1][bc.nd - 1], inner = bc.inner;
   pieces pc = pieces_of(&bc);
   #pragma omp parallel for if (out->numel_ > LAT_PAR_STREAM && pc.count > 1)
   for (int64_t p = 0; p < pc.count; p++) {
-    int64_t r = p / pc.per_row, c0 = p % pc.per_row * pc.chunk, off[2];
-    int64_t n = inner - c0 < pc.chunk ? inner - c0 : pc.chunk;
+    int64_t r, c0, off[2], n = piece_at(&pc, inner, p, &r, &c0);
     lat_bcast_row(&bc, 2, r, off);
     binary_row(op, out->f + r * inner + c0, a->f + off[0] + c0 * sa, sa, b->f + off[1] + c0 * sb, sb, n);
   }
@@ -274,8 +280,7 @@ static int binary_backward(lat_node *n, const lat_tensor *gout) {
       pieces pc = pieces_of(&bc);
       #pragma omp parallel for if (gout->numel_ > LAT_PAR_STREAM && pc.count > 1)
       for (int64_t p = 0; p < pc.count; p++) {
-        int64_t r = p / pc.per_row, c0 = p % pc.per_row * pc.chunk, off[2];
-        int64_t len = inner - c0 < pc.chunk ? inner - c0 : pc.chunk;
+        int64_t r, c0, off[2], len = piece_at(&pc, inner, p, &r, &c0);
         lat_bcast_row(&bc, 2, r, off);
         binary_grad_row(op, k, tmp->f + r * inner + c0, gout->f + r * inner + c0, a->f + off[0] + c0 * sa, sa,
                         b->f + off[1] + c0 * sb, sb, len);

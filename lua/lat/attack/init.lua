@@ -74,31 +74,36 @@ A.objectives = objectives
 
 local function default_forward(model, batch) return model(batch.x) end
 
+-- at_sites(model, threat, hook_of, fn) -> fn()'s results, with hook_of(site) (a hook, or nil for
+-- none) at each of the threat's sites; the hooks are removed afterwards, also when fn raises
+local function at_sites(model, threat, hook_of, fn)
+  local handles = {}
+  for _, s in ipairs(threat.sites) do
+    local hook = hook_of(s)
+    if hook then handles[#handles + 1] = model:hook(s.layer, hook, { pre = s.pre }) end
+  end
+  local res = { pcall(fn) }
+  for _, h in ipairs(handles) do h.remove() end
+  if not res[1] then error(res[2], 0) end
+  return unpack(res, 2)
+end
+
 -- the clean activations at every site of the threat model (no gradients)
 function A.clean_activations(model, batch, threat, forward)
   forward = forward or default_forward
-  local acts, handles = {}, {}
-  for _, s in ipairs(threat.sites) do
-    handles[#handles + 1] = model:hook(s.layer, function(a) acts[s.name] = a:detach() end, { pre = s.pre })
-  end
-  local ok, out = pcall(lat.no_grad, forward, model, batch)
-  for _, h in ipairs(handles) do h.remove() end
-  if not ok then error(out, 0) end
+  local acts = {}
+  local out = at_sites(model, threat, function(s) return function(a) acts[s.name] = a:detach() end end,
+    function() return lat.no_grad(forward, model, batch) end)
   return acts, out
 end
 
 -- Runs fn() with deltas (site name -> tensor) added at the threat model's sites; the hooks are
 -- removed afterwards, even on error. Returns fn's results.
 function A.with_perturbation(model, threat, deltas, fn)
-  local handles = {}
-  for _, s in ipairs(threat.sites) do
+  return at_sites(model, threat, function(s)
     local d = deltas[s.name]
-    if d then handles[#handles + 1] = model:hook(s.layer, function(a) return a + d end, { pre = s.pre }) end
-  end
-  local res = { pcall(fn) }
-  for _, h in ipairs(handles) do h.remove() end
-  if not res[1] then error(res[2], 0) end
-  return unpack(res, 2)
+    return d and function(a) return a + d end
+  end, fn)
 end
 
 -- ---------------------------------------------------------------- step rules
@@ -193,18 +198,16 @@ function A.pgd(model, batch, threat, opts)
       if F.enabled and not F.tensor(deltas[s.name]) then fail(("the initial perturbation at '%s'"):format(s.name)) end
       state[s.name] = {}
     end
-    local function perturbed()
-      local handles = {}
-      for _, s in ipairs(threat.sites) do
-        handles[#handles + 1] = model:hook(s.layer, function(a)
-          if rp then rp:reach() end
-          if not deltas[s.name] then lat.no_grad(start, s, a) end
-          return a + deltas[s.name]
-        end, { pre = s.pre })
+    -- each site's hook marks the end of the prefix and, at the first forward, starts the attack
+    local function hook_of(s)
+      return function(a)
+        if rp then rp:reach() end
+        if not deltas[s.name] then lat.no_grad(start, s, a) end
+        return a + deltas[s.name]
       end
-      local ok, out = pcall(forward, model, batch)
-      for _, h in ipairs(handles) do h.remove() end
-      if not ok then error(out, 0) end
+    end
+    local function perturbed()
+      local out = at_sites(model, threat, hook_of, function() return forward(model, batch) end)
       return out, objective(out, batch, ospec)
     end
     local function reached()

@@ -39,10 +39,10 @@ return function(spec)
     -- the attack's prefix, computed with the weights this step trains, serves the training
     -- forwards too where the layers' mode does not change their output (nn/replay.lua)
     local prefix = r.prefix
+    if prefix then prefix.need_graph = true end
     local function run(fn)
-      if not prefix then return fn() end
-      prefix.need_graph = true
-      return prefix:play(fn)
+      if prefix then return prefix:play(fn) end
+      return fn()
     end
     local adv = run(function()
       return A.with_perturbation(model, threat, r.deltas, function() return loss_fn(forward(model, batch), batch) end)
